@@ -1,0 +1,257 @@
+"""A thin layer over confluent-kafka: safe client defaults, transactions, wrapped errors.
+
+No ``confluent_kafka`` exception leaves this module: :func:`wrap_kafka_error`
+turns each into a :class:`~dataplump.errors.TransientBusError` (librdkafka says
+retriable) or a :class:`~dataplump.errors.TerminalBusError` (fatal, fenced,
+unauthorised, bad config), keeping librdkafka's error name in ``.code``.
+
+Defaults, chosen for "nothing lost, nothing doubled":
+
+- producers are idempotent with ``acks=all``; a ``transactional_id`` makes them
+  transactional (records become visible to ``read_committed`` consumers only
+  when :meth:`Producer.commit` returns);
+- consumers read committed records only, never auto-commit, and start at the
+  earliest offset of a new group.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Producer as _Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from dataplump.errors import BusError, TerminalBusError, TransientBusError
+
+Headers = Sequence[tuple[str, bytes]]
+
+#: librdkafka says this much about its own errors; anything not retriable is terminal.
+_ALWAYS_TRANSIENT = {
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+    KafkaError._MSG_TIMED_OUT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_ENOUGH_REPLICAS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+}
+
+
+def wrap_kafka_error(error: KafkaError | KafkaException, action: str) -> BusError:
+    """Turn a confluent-kafka error into a DataPlump bus error; ``action`` says what failed."""
+    err = error.args[0] if isinstance(error, KafkaException) else error
+    if not isinstance(err, KafkaError):  # KafkaException raised with a plain message
+        return TerminalBusError(f"{action} failed: {err}")
+    message = f"{action} failed: {err.str()} ({err.name()})"
+    transient = not err.fatal() and (err.retriable() or err.code() in _ALWAYS_TRANSIENT)
+    kind = TransientBusError if transient else TerminalBusError
+    return kind(message, code=err.name())
+
+
+def client_config(bootstrap: str, extra: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Base librdkafka settings every DataPlump client shares (``extra`` wins)."""
+    return {"bootstrap.servers": bootstrap, "log_level": 3, **(extra or {})}
+
+
+def create_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    *,
+    partitions: int = 1,
+    replication_factor: int = 1,
+    config: Mapping[str, str] | None = None,
+    extra: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    admin = AdminClient(client_config(bootstrap, extra))
+    wanted = [
+        NewTopic(name, partitions, replication_factor, config=dict(config or {})) for name in names
+    ]
+    if not wanted:
+        return []
+    created = []
+    for name, future in admin.create_topics(wanted, operation_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise wrap_kafka_error(exc, f"creating topic {name}") from None
+    return created
+
+
+class Producer:
+    """An idempotent (optionally transactional) producer that reports every failed delivery.
+
+    ``produce`` only queues; :meth:`flush` (or :meth:`commit` for a transactional
+    producer) waits and raises the first delivery error, so a caller never
+    believes a record was written when it was not.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        transactional_id: str | None = None,
+        extra: Mapping[str, str] | None = None,
+        init_timeout: float = 60.0,
+    ) -> None:
+        conf = client_config(bootstrap, extra)
+        conf.update({"enable.idempotence": True, "acks": "all", "linger.ms": 5})
+        if transactional_id:
+            conf["transactional.id"] = transactional_id
+        self.transactional = transactional_id is not None
+        self._errors: list[KafkaError] = []
+        try:
+            self._producer = _Producer(conf)
+            if self.transactional:
+                self._producer.init_transactions(init_timeout)
+        except KafkaException as exc:
+            raise wrap_kafka_error(exc, f"starting producer for {bootstrap}") from None
+
+    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self._errors.append(err)
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: Headers | None = None,
+        partition: int | None = None,
+    ) -> None:
+        """Queue one record; waits for room when librdkafka's queue is full."""
+        kwargs: dict[str, Any] = {"key": key, "headers": headers, "on_delivery": self._on_delivery}
+        if partition is not None:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                self._producer.produce(topic, value, **kwargs)
+                return
+            except BufferError:
+                self._producer.poll(0.1)
+            except KafkaException as exc:
+                raise wrap_kafka_error(exc, f"producing to {topic}") from None
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait until every queued record is acknowledged; raise the first failure."""
+        remaining = self._producer.flush(timeout)
+        self._raise_delivery_errors()
+        if remaining:
+            raise TransientBusError(
+                f"{remaining} records not acknowledged by Kafka within {timeout:.0f}s",
+                code="_TIMED_OUT",
+            )
+
+    def _raise_delivery_errors(self) -> None:
+        if self._errors:
+            first, count = self._errors[0], len(self._errors)
+            self._errors.clear()
+            raise wrap_kafka_error(first, f"delivering {count} record(s)")
+
+    # -- transactions ------------------------------------------------------------
+    def begin(self) -> None:
+        try:
+            self._producer.begin_transaction()
+        except KafkaException as exc:
+            raise wrap_kafka_error(exc, "beginning a transaction") from None
+
+    def send_offsets(self, consumer: Consumer, offsets: list[TopicPartition]) -> None:
+        """Add a consumer's next offsets to the open transaction (consume-transform-produce)."""
+        try:
+            self._producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata())
+        except KafkaException as exc:
+            raise wrap_kafka_error(exc, "adding offsets to the transaction") from None
+
+    def commit(self, timeout: float = 60.0, *, retry_for: float = 120.0) -> None:
+        """Commit the open transaction.
+
+        A retriable failure (a timeout) is retried, not aborted: the outcome of the
+        first attempt is unknown and aborting could drop a committed batch. An
+        abortable error raises :class:`TransientBusError` after aborting, so the
+        caller rewinds and redoes the batch; a fatal one raises ``TerminalBusError``.
+        """
+        deadline = time.monotonic() + retry_for
+        while True:
+            try:
+                self._producer.commit_transaction(timeout)
+                self._errors.clear()
+                return
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if err.retriable() and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                if err.txn_requires_abort():
+                    self.abort()
+                    raise TransientBusError(
+                        f"transaction aborted: {err.str()} ({err.name()}); redo the batch",
+                        code=err.name(),
+                    ) from None
+                raise wrap_kafka_error(exc, "committing a transaction") from None
+
+    def abort(self, timeout: float = 60.0) -> None:
+        try:
+            self._producer.abort_transaction(timeout)
+            self._errors.clear()
+        except KafkaException as exc:
+            raise wrap_kafka_error(exc, "aborting a transaction") from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """``with producer.transaction(): ...`` commits on success, aborts on any exception."""
+        self.begin()
+        try:
+            yield
+        except BaseException:
+            self.abort()
+            raise
+        self.commit()
+
+
+def consumer(
+    bootstrap: str,
+    group_id: str,
+    *,
+    extra: Mapping[str, str] | None = None,
+) -> Consumer:
+    """A consumer that sees committed records only and commits offsets only when told.
+
+    ``extra`` librdkafka settings win over these defaults.
+    """
+    defaults = {
+        "isolation.level": "read_committed",
+        "enable.auto.commit": "false",
+        "enable.auto.offset.store": "false",
+        "auto.offset.reset": "earliest",
+    }
+    conf = client_config(bootstrap, {**defaults, **(extra or {})})
+    conf["group.id"] = group_id
+    try:
+        return Consumer(conf)
+    except KafkaException as exc:
+        raise wrap_kafka_error(exc, f"starting consumer group {group_id}") from None
+
+
+def consume_batch(client: Consumer, max_records: int, timeout: float) -> list[Message]:
+    """Up to ``max_records`` records within ``timeout`` seconds; raises on a consumer error."""
+    try:
+        messages = client.consume(max_records, timeout)
+    except KafkaException as exc:
+        raise wrap_kafka_error(exc, "consuming") from None
+    for msg in messages:
+        err = msg.error()
+        if err is not None and err.code() != KafkaError._PARTITION_EOF:
+            raise wrap_kafka_error(err, f"consuming {msg.topic()}")
+    return [m for m in messages if m.error() is None]
