@@ -129,4 +129,3 @@ def logs(
         fail(str(exc))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
-

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Message
 
 from dataplump.bus.kafka import Producer, consume_batch, consumer
 
@@ -16,12 +16,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 N = 10_000
 
 
-def read_all(bootstrap: str, topic: str, expected: int, *, committed_only: bool = True) -> list:
+def read_all(
+    bootstrap: str, topic: str, expected: int, *, committed_only: bool = True
+) -> list[Message]:
     """Everything in ``topic``: reads until ``expected`` records came, then 3 s more for extras."""
     extra = {} if committed_only else {"isolation.level": "read_uncommitted"}
     reader: Consumer = consumer(bootstrap, f"g-{uuid.uuid4().hex}", extra=extra)
     reader.subscribe([topic])
-    got: list = []
+    got: list[Message] = []
     deadline = time.monotonic() + 60
     while len(got) < expected and time.monotonic() < deadline:
         got += consume_batch(reader, 1000, 1.0)
@@ -29,6 +31,12 @@ def read_all(bootstrap: str, topic: str, expected: int, *, committed_only: bool 
         got += consume_batch(reader, 1000, 1.0)
     reader.close()
     return got
+
+
+def key_of(message: Message) -> int:
+    key = message.key()
+    assert key is not None
+    return int(key)
 
 
 def test_idempotent_producer_round_trip(
@@ -46,12 +54,12 @@ def test_idempotent_producer_round_trip(
     producer.flush()
 
     got = read_all(kafka_bootstrap, topic, N)
-    keys = [int(m.key()) for m in got]
+    keys = [key_of(m) for m in got]
     assert sorted(keys) == list(range(N))  # every record exactly once
-    assert all(m.value() == f'{{"id": {int(m.key())}}}'.encode() for m in got)
-    assert all(dict(m.headers())["dp.pk"] == m.key() for m in got)
+    assert all(m.value() == f'{{"id": {key_of(m)}}}'.encode() for m in got)
+    assert all(m.headers() == [("dp.pk", m.key())] for m in got)
     for partition in {m.partition() for m in got}:  # per-partition order is production order
-        in_partition = [int(m.key()) for m in got if m.partition() == partition]
+        in_partition = [key_of(m) for m in got if m.partition() == partition]
         assert in_partition == sorted(in_partition)
 
 
@@ -74,7 +82,8 @@ def test_read_committed_sees_committed_never_aborted(
             producer.flush()  # the aborted records really reach the log first
             producer.abort()
             aborted += batch // 2
-    assert committed >= N and aborted > 0
+    assert committed >= N
+    assert aborted > 0
 
     seen = read_all(kafka_bootstrap, topic, committed)
     assert len(seen) == committed
@@ -91,10 +100,15 @@ def test_transaction_context_aborts_on_error(
 ) -> None:
     topic = new_topic()
     producer = Producer(kafka_bootstrap, transactional_id=f"tx-{uuid.uuid4().hex}")
-    with pytest.raises(RuntimeError), producer.transaction():
-        producer.produce(topic, b"lost on purpose")
-        producer.flush()
-        raise RuntimeError("step failed")
+
+    def failing_step() -> None:
+        with producer.transaction():
+            producer.produce(topic, b"lost on purpose")
+            producer.flush()
+            raise RuntimeError("step failed")
+
+    with pytest.raises(RuntimeError, match="step failed"):
+        failing_step()
     with producer.transaction():
         producer.produce(topic, b"kept")
     assert [m.value() for m in read_all(kafka_bootstrap, topic, 1)] == [b"kept"]

@@ -52,11 +52,14 @@ def test_up_status_restart_down_keeps_data_and_frees_port(broker_dir: Path) -> N
     assert f"broker 1 at 127.0.0.1:{port}" in listing.stdout
 
     status = json.loads(cli("kafka", "status", "-d", str(broker_dir), "--json").stdout)
-    assert status["running"] and status["reachable"] and status["bootstrap"] == bootstrap
+    assert status["running"]
+    assert status["reachable"]
+    assert status["bootstrap"] == bootstrap
     first_pid = status["pid"]
 
     again = cli("kafka", "up", "--port", str(port), "-d", str(broker_dir))
-    assert again.returncode == 0 and "already running" in again.stdout
+    assert again.returncode == 0
+    assert "already running" in again.stdout
     assert json.loads(cli("kafka", "status", "-d", str(broker_dir), "--json").stdout)["pid"] == (
         first_pid
     )
@@ -67,10 +70,12 @@ def test_up_status_restart_down_keeps_data_and_frees_port(broker_dir: Path) -> N
     producer.flush()
 
     down = cli("kafka", "down", "-d", str(broker_dir))
-    assert down.returncode == 0 and "stopped" in down.stdout
+    assert down.returncode == 0
+    assert "stopped" in down.stdout
     assert port_is_free(port)
     stopped = cli("kafka", "status", "-d", str(broker_dir))
-    assert stopped.returncode == 1 and "not running" in stopped.stdout
+    assert stopped.returncode == 1
+    assert "not running" in stopped.stdout
 
     assert cli("kafka", "up", "--port", str(port), "-d", str(broker_dir)).returncode == 0
     reader = consumer(bootstrap, "restart-check")
@@ -84,7 +89,8 @@ def test_up_status_restart_down_keeps_data_and_frees_port(broker_dir: Path) -> N
     assert [m.value() for m in got] == [b"survives a restart"]
 
     logs = cli("kafka", "logs", "-d", str(broker_dir), "-n", "5")
-    assert logs.returncode == 0 and len(logs.stdout.splitlines()) == 5
+    assert logs.returncode == 0
+    assert len(logs.stdout.splitlines()) == 5
 
 
 def test_port_taken_is_one_clear_line(broker_dir: Path) -> None:
@@ -105,7 +111,8 @@ def test_missing_jars_say_how_to_install(broker_dir: Path, tmp_path: Path) -> No
         "kafka", "up", "-d", str(broker_dir), env={"DATAPLUMP_CACHE_DIR": str(tmp_path / "empty")}
     )
     assert result.returncode == 1
-    assert "jars are not in" in result.stderr and "dataplump kafka install" in result.stderr
+    assert "jars are not in" in result.stderr
+    assert "dataplump kafka install" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -147,4 +154,5 @@ def test_down_and_status_without_broker(tmp_path: Path) -> None:
     assert cli("kafka", "down", "-d", str(tmp_path)).stdout.strip() == "Kafka was not running"
     assert cli("kafka", "status", "-d", str(tmp_path)).returncode == 1
     logs = cli("kafka", "logs", "-d", str(tmp_path))
-    assert logs.returncode == 1 and "never started" in logs.stderr
+    assert logs.returncode == 1
+    assert "never started" in logs.stderr
