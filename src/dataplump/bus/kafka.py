@@ -16,6 +16,7 @@ Defaults, chosen for "nothing lost, nothing doubled":
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,6 +29,8 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from dataplump.errors import BusError, TerminalBusError, TransientBusError
 
 Headers = Sequence[tuple[str, bytes]]
+
+_librdkafka_log = logging.getLogger("dataplump.kafka")
 
 #: librdkafka says this much about its own errors; anything not retriable is terminal.
 _ALWAYS_TRANSIENT = {
@@ -57,8 +60,11 @@ def wrap_kafka_error(error: KafkaError | KafkaException, action: str) -> BusErro
 
 
 def client_config(bootstrap: str, extra: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Base librdkafka settings every DataPlump client shares (``extra`` wins)."""
-    return {"bootstrap.servers": bootstrap, "log_level": 3, **(extra or {})}
+    """Base librdkafka settings every DataPlump client shares (``extra`` wins).
+
+    librdkafka's own log lines go to the ``dataplump.kafka`` logger, not to stderr.
+    """
+    return {"bootstrap.servers": bootstrap, "logger": _librdkafka_log, **(extra or {})}
 
 
 def create_topics(
