@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from dataplump import __version__
-from dataplump.cli import kafka_cmd
+from dataplump.cli import config_cmd, kafka_cmd
 
 app = typer.Typer(
     name="dataplump",
@@ -18,6 +18,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.add_typer(config_cmd.app, name="config")
 app.add_typer(kafka_cmd.app, name="kafka")
 
 

@@ -131,12 +131,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def metadata_ok(bootstrap: str, timeout: float = 2.0) -> bool:
-    """True when a metadata request to ``bootstrap`` succeeds within ``timeout`` seconds."""
+def metadata_ok(
+    bootstrap: str, timeout: float = 2.0, client_config: Mapping[str, str] | None = None
+) -> bool:
+    """True when a metadata request to ``bootstrap`` succeeds within ``timeout`` seconds.
+
+    ``client_config`` adds librdkafka settings (security) for clusters that need them.
+    """
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient({**(client_config or {}), "bootstrap.servers": bootstrap, "log_level": 0})
     try:
         return bool(admin.list_topics(timeout=timeout).brokers)
     except KafkaException:

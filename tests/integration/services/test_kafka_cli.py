@@ -156,3 +156,43 @@ def test_down_and_status_without_broker(tmp_path: Path) -> None:
     logs = cli("kafka", "logs", "-d", str(tmp_path))
     assert logs.returncode == 1
     assert "never started" in logs.stderr
+
+
+def test_pipeline_file_chooses_managed_broker_or_external_cluster(tmp_path: Path) -> None:
+    port = free_port()
+    managed = tmp_path / "managed.yaml"
+    managed.write_text(
+        "pipeline: {name: demo}\nsource: {url: 'sqlite:///demo.db'}\n"
+        "tables: {orders: {primary_key: id}}\n"
+        f"kafka: {{managed: {{port: {port}, data_dir: broker}}}}\n"
+    )
+    external = tmp_path / "external.yaml"
+    external.write_text(
+        "pipeline: {name: demo}\nsource: {url: 'sqlite:///demo.db'}\n"
+        "tables: {orders: {primary_key: id}}\n"
+        f"kafka: {{bootstrap_servers: '127.0.0.1:{port}'}}\n"
+    )
+    try:
+        up = cli("kafka", "up", "-c", str(managed))
+        assert up.returncode == 0, up.stderr
+        assert up.stdout.strip().splitlines()[-1] == f"127.0.0.1:{port}"
+        assert (tmp_path / "broker" / "broker.json").exists()  # data_dir is relative to the file
+
+        ext_up = cli("kafka", "up", "-c", str(external))
+        assert ext_up.returncode == 0
+        assert "starts nothing" in ext_up.stdout
+        ext_status = json.loads(cli("kafka", "status", "-c", str(external), "--json").stdout)
+        assert ext_status == {"external": f"127.0.0.1:{port}", "reachable": True}
+        assert "nothing to stop" in cli("kafka", "down", "-c", str(external)).stdout
+        assert cli("kafka", "status", "-c", str(managed)).returncode == 0
+    finally:
+        assert cli("kafka", "down", "-c", str(managed)).returncode == 0
+    assert port_is_free(port)
+
+
+def test_broken_pipeline_file_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pipeline: {name: demo}\nkafka: {managed: {port: nine}}\n")
+    result = cli("kafka", "up", "-c", str(bad))
+    assert result.returncode == 1
+    assert "dataplump config check" in result.stderr

@@ -1,0 +1,465 @@
+"""The typed pipeline config: one frozen pydantic model per section of ``dataplump.yaml``.
+
+Every model refuses unknown keys, and every field is documented by the docstring
+under it (pydantic's ``use_attribute_docstrings``), so the model is the reference
+``docs/config.md`` follows. Secrets are :class:`~pydantic.SecretStr` or
+:class:`SecretUrl`, which ``repr``, ``str`` and ``model_dump`` show masked;
+:meth:`PipelineConfig.redacted_dump` gives a plain dict that is safe to print.
+
+Relative paths are resolved against the pipeline file's folder when validated with
+``context={"base_dir": folder}`` (``load_config`` does). That is why sections
+default to ``{}`` with ``validate_default=True``: their defaults go through the
+same validators, so a default path is resolved too.
+
+Contradictions between fields raise :func:`conflict`, whose ``at`` names the key
+to blame, so an error points at ``tables.orders.cursor`` rather than ``tables.orders``.
+"""
+
+from __future__ import annotations
+
+import re
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+MASK = "**********"
+"""What a secret looks like in dumps (messages show ``'***'``)."""
+
+Mode = Literal["full", "incremental"]
+Engine = Literal["duckdb", "spark"]
+SinkKind = Literal["delta", "parquet", "postgres"]
+SinkMode = Literal["append", "merge"]
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+# librdkafka properties whose values are credentials; masked in every dump of `kafka.extra`.
+_SECRET_PROPERTY = re.compile(r"password|secret|token|credential|private", re.IGNORECASE)
+
+
+def conflict(message: str, *at: str) -> PydanticCustomError:
+    """A contradictory-config error; ``at`` is the key path below the model to blame."""
+    return PydanticCustomError("config_conflict", "{message}", {"message": message, "at": at})
+
+
+class SecretUrl(SecretStr):
+    """A SQLAlchemy database URL that may hold a password; shown with the password masked."""
+
+    def masked(self) -> str:
+        """The URL with its password replaced by ``***`` (the whole URL if it cannot be parsed)."""
+        try:
+            return make_url(self.get_secret_value()).render_as_string(hide_password=True)
+        except (ArgumentError, ValueError):
+            return MASK
+
+    def _display(self) -> str:
+        return self.masked()
+
+
+def _check_url(url: SecretUrl) -> SecretUrl:
+    try:
+        make_url(url.get_secret_value())
+    except (ArgumentError, ValueError):
+        raise ValueError(
+            "expected a SQLAlchemy URL such as `postgresql+psycopg://user:password@host:5432/db`,"
+            " `mysql+pymysql://user:password@host/db` or `sqlite:///file.db`"
+        ) from None
+    return url
+
+
+def _check_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise ValueError(
+            "expected 1 to 100 letters, digits, `_` or `-`, starting with a letter or digit"
+            " (the name is part of Kafka topic names `<pipeline>.<table>.active`)"
+        )
+    return name
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def _blank_to_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _to_property(value: Any) -> Any:
+    """librdkafka takes every property as a string; YAML gives booleans and numbers."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int | float) else value
+
+
+def _resolve(path: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    path = path.expanduser()
+    return base / path if base is not None and not path.is_absolute() else path
+
+
+DatabaseUrl = Annotated[
+    SecretUrl,
+    AfterValidator(_check_url),
+    PlainSerializer(SecretUrl.masked, return_type=str, when_used="json"),
+]
+"""A SQLAlchemy URL, kept secret; JSON dumps show it with the password masked."""
+Port = Annotated[int, Field(ge=1, le=65535)]
+OptionalStr = Annotated[str | None, BeforeValidator(_blank_to_none)]
+"""An optional string; empty (e.g. from `${VAR:-}`) means unset."""
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_to_none)]
+"""An optional secret; empty (e.g. from `${VAR:-}`) means unset."""
+Positive = Annotated[int, Field(gt=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        hide_input_in_errors=True,
+        coerce_numbers_to_str=True,
+    )
+
+
+class PipelineSection(_Model):
+    """``pipeline:`` — what this pipeline is called."""
+
+    name: Annotated[str, AfterValidator(_check_name)]
+    """Pipeline name, part of every Kafka topic name (`<name>.<table>.active`): 1-100 letters,
+    digits, `_` or `-`, starting with a letter or digit."""
+
+
+class SourceConfig(_Model):
+    """``source:`` — the SQL database rows are extracted from."""
+
+    url: DatabaseUrl
+    """SQLAlchemy URL of the source database, e.g. `postgresql+psycopg://user:pw@host/db`,
+    `mysql+pymysql://user:pw@host/db`, `sqlite:///demo.db`. Secret: shown with the password
+    masked."""
+    db_schema: OptionalStr = Field(None, alias="schema")
+    """Database schema the tables live in (key `schema`); the connection's default if unset."""
+
+    def masked_url(self) -> str:
+        """The source URL with its password masked, safe to print."""
+        return self.url.masked()
+
+
+class TableConfig(_Model):
+    """One entry of ``tables:`` — how to extract one source table."""
+
+    primary_key: Annotated[tuple[str, ...], BeforeValidator(_as_list), Field(min_length=1)]
+    """Primary key column, or a list of columns; it becomes the Kafka record key."""
+    mode: Mode = "full"
+    """`full`: read the whole table each run; `incremental`: read rows whose `cursor` grew."""
+    cursor: OptionalStr = None
+    """Column that grows with every change (e.g. `updated_at`); required for `incremental`,
+    refused for `full`."""
+    lag_seconds: float = Field(0.0, ge=0, allow_inf_nan=False)
+    """Incremental reads stop this many seconds before now, so rows whose transaction commits
+    late are not missed."""
+    batch_size: Positive = 10_000
+    """Rows per Arrow record batch read from the source."""
+    contract: Path | dict[str, Any] | None = None
+    """Data contract the rows must meet: a path to a YAML file (relative to the pipeline file)
+    or the contract inline as a mapping."""
+
+    @field_validator("contract", mode="before")
+    @classmethod
+    def _contract(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None or isinstance(value, dict):
+            return value
+        if not isinstance(value, str | Path):
+            raise ValueError("expected a path to a contract file or an inline contract mapping")
+        path = _resolve(Path(value), info)
+        if info.context is not None and not path.is_file():
+            raise ValueError("no such contract file (relative paths start at the pipeline file)")
+        return path
+
+    @model_validator(mode="after")
+    def _cursor_fits_mode(self) -> TableConfig:
+        if self.mode == "incremental" and self.cursor is None:
+            raise conflict(
+                "mode `incremental` needs `cursor`, the column that grows with every change"
+                " (e.g. `cursor: updated_at`)",
+                "cursor",
+            )
+        if self.mode == "full" and self.cursor is not None:
+            raise conflict(
+                "`cursor` is set but mode is `full` (the default); add `mode: incremental`"
+                " or remove `cursor`",
+                "cursor",
+            )
+        return self
+
+
+class ManagedKafkaConfig(_Model):
+    """``kafka.managed:`` — the local broker DataPlump runs when no cluster is given."""
+
+    port: Port = 9092
+    """Port the managed broker listens on, on 127.0.0.1."""
+    data_dir: Path = Field(Path(".dataplump/kafka"), validate_default=True)
+    """Folder for the managed broker's logs and metadata (relative to the pipeline file)."""
+
+    _data_dir = field_validator("data_dir")(_resolve)
+
+
+class TopicConfig(_Model):
+    """``kafka.topic:`` — settings for the topics DataPlump creates."""
+
+    partitions: Positive = 1
+    """Partitions per topic; the most consumers of one stage that can work in parallel."""
+    replication_factor: Positive = 1
+    """Copies of each partition; at most the number of brokers."""
+
+
+class KafkaConfig(_Model):
+    """``kafka:`` — the Kafka cluster: an existing one, or the managed local broker."""
+
+    bootstrap_servers: OptionalStr = None
+    """`host:port[,host:port...]` of an existing cluster; DataPlump then starts no broker.
+    Unset or empty: the managed local broker is used."""
+    managed: ManagedKafkaConfig = Field(default_factory=dict, validate_default=True)
+    """The managed local broker, used when `bootstrap_servers` is unset."""
+    topic: TopicConfig = Field(default_factory=dict, validate_default=True)
+    """Settings for the topics DataPlump creates."""
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    """How clients talk to the brokers: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
+    sasl_mechanism: SaslMechanism | None = None
+    """SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); required for SASL protocols."""
+    sasl_username: OptionalStr = None
+    """SASL user name; required for SASL protocols."""
+    sasl_password: OptionalSecret = None
+    """SASL password; required for SASL protocols. Secret."""
+    extra: dict[str, Annotated[str, BeforeValidator(_to_property)]] = Field(
+        default_factory=dict, repr=False
+    )
+    """Raw librdkafka properties added to every client (e.g. `ssl.ca.location`); values of
+    properties whose name mentions a password, secret or token are masked in dumps."""
+
+    @field_serializer("extra")
+    def _mask_extra(self, extra: dict[str, str]) -> dict[str, str]:
+        return {key: MASK if _SECRET_PROPERTY.search(key) else v for key, v in extra.items()}
+
+    @property
+    def is_managed(self) -> bool:
+        """True when DataPlump runs the local broker (no `bootstrap_servers`)."""
+        return self.bootstrap_servers is None
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaConfig:
+        sasl = {
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_username": self.sasl_username,
+            "sasl_password": self.sasl_password,
+        }
+        if self.security_protocol.startswith("SASL_"):
+            missing = [key for key, value in sasl.items() if value is None]
+            if missing:
+                raise conflict(
+                    f"security_protocol `{self.security_protocol}` needs "
+                    + ", ".join(f"`{key}`" for key in missing),
+                    missing[0],
+                )
+        elif given := [key for key, value in sasl.items() if value is not None]:
+            raise conflict(
+                f"`{given[0]}` is set but security_protocol is `{self.security_protocol}`;"
+                " use SASL_PLAINTEXT or SASL_SSL, or remove the sasl_* keys",
+                given[0],
+            )
+        return self
+
+    def client_config(self, bootstrap_servers: str | None = None) -> dict[str, str]:
+        """librdkafka client properties: bootstrap servers, security, then `extra`.
+
+        ``bootstrap_servers`` is the managed broker's address, used only when
+        ``kafka.bootstrap_servers`` is unset. The result holds the SASL password in
+        clear text, for the client; never print it.
+        """
+        servers = self.bootstrap_servers or bootstrap_servers
+        if servers is None:
+            raise ValueError("kafka.bootstrap_servers is unset; pass the managed broker's address")
+        conf = {"bootstrap.servers": servers, "security.protocol": self.security_protocol}
+        if self.sasl_mechanism and self.sasl_username and self.sasl_password:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+            conf["sasl.username"] = self.sasl_username
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        return conf | self.extra
+
+
+class SparkConfig(_Model):
+    """``transform.spark:`` — the Spark session used when `engine: spark`."""
+
+    master: str = "local[*]"
+    """Spark master URL: `local[*]` runs in-process, `spark://host:7077` on a cluster."""
+
+
+class TransformConfig(_Model):
+    """``transform:`` — steps that turn validated rows into curated rows."""
+
+    engine: Engine = "duckdb"
+    """Engine that runs the steps: `duckdb` (in-process) or `spark`."""
+    spark: SparkConfig = Field(default_factory=dict, validate_default=True)
+    """Spark settings, used when `engine: spark`."""
+    steps: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
+    """Per table, the ordered list of transform steps (each a mapping); tables must be
+    listed under `tables`."""
+
+
+class SinkConfig(_Model):
+    """``sink:`` — where curated rows are committed."""
+
+    kind: SinkKind = "delta"
+    """`delta` (Delta Lake tables), `parquet` (Parquet files) or `postgres` (a warehouse)."""
+    path: Path = Field(Path(".dataplump/lake"), validate_default=True)
+    """Folder of the lake for `delta` and `parquet` (relative to the pipeline file)."""
+    url: Annotated[DatabaseUrl | None, BeforeValidator(_blank_to_none)] = None
+    """SQLAlchemy URL of the warehouse; required for `postgres`. Secret: password masked."""
+    mode: SinkMode = "merge"
+    """`merge`: upsert by primary key; `append`: add every row."""
+
+    _path = field_validator("path")(_resolve)
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> SinkConfig:
+        if self.kind == "postgres":
+            if self.url is None:
+                raise conflict(
+                    "a `postgres` sink needs `url`, e.g. `postgresql+psycopg://user:pw@host/dw`",
+                    "url",
+                )
+            if "path" in self.model_fields_set:
+                raise conflict("`path` is for `delta` and `parquet` sinks; remove it", "path")
+        elif self.url is not None:
+            raise conflict(
+                f"`url` is for `postgres` sinks; a `{self.kind}` sink writes under `path`", "url"
+            )
+        return self
+
+
+class LogChannel(_Model):
+    """Alerts written to DataPlump's log."""
+
+    kind: Literal["log"] = "log"
+    """Channel kind."""
+
+
+class WebhookChannel(_Model):
+    """Alerts POSTed as JSON to a URL."""
+
+    kind: Literal["webhook"] = "webhook"
+    """Channel kind."""
+    url: SecretStr
+    """URL to POST alerts to. Secret (it often carries a token)."""
+
+
+class SlackChannel(_Model):
+    """Alerts posted to a Slack channel through an incoming webhook."""
+
+    kind: Literal["slack"] = "slack"
+    """Channel kind."""
+    webhook_url: SecretStr
+    """Slack incoming-webhook URL (`https://hooks.slack.com/services/...`). Secret."""
+
+
+class EmailChannel(_Model):
+    """Alerts sent by e-mail through an SMTP server."""
+
+    kind: Literal["email"] = "email"
+    """Channel kind."""
+    smtp_host: str
+    """SMTP server host name."""
+    smtp_port: Port = 587
+    """SMTP server port (587: submission with STARTTLS)."""
+    username: OptionalStr = None
+    """SMTP user name, if the server needs a login."""
+    password: OptionalSecret = None
+    """SMTP password. Secret."""
+    sender: str = Field(alias="from")
+    """Sender address (key `from`)."""
+    to: tuple[str, ...] = Field(min_length=1)
+    """Recipient addresses."""
+
+
+Channel = Annotated[
+    LogChannel | WebhookChannel | SlackChannel | EmailChannel, Field(discriminator="kind")
+]
+
+
+class NotifyConfig(_Model):
+    """``notify:`` — where alerts about rejected rows and failures go."""
+
+    channels: tuple[Channel, ...] = (LogChannel(),)
+    """Channels, each chosen by `kind`: `log`, `webhook`, `slack` or `email`."""
+
+
+class PresentConfig(_Model):
+    """``present:`` — the dashboard web app."""
+
+    host: str = "127.0.0.1"
+    """Interface the dashboard listens on."""
+    port: Port = 8050
+    """Port the dashboard listens on."""
+    auth_token: OptionalSecret = None
+    """Token a browser must present; none means no login. Secret."""
+
+
+class PipelineConfig(_Model):
+    """A whole pipeline file, ``dataplump.yaml``."""
+
+    pipeline: PipelineSection
+    """What this pipeline is called."""
+    source: SourceConfig
+    """The SQL database rows are extracted from."""
+    tables: dict[str, TableConfig] = Field(min_length=1)
+    """Source tables to move, by name (at least one)."""
+    kafka: KafkaConfig = Field(default_factory=dict, validate_default=True)
+    """The Kafka cluster, or the managed local broker."""
+    transform: TransformConfig = Field(default_factory=dict, validate_default=True)
+    """Transform engine and steps."""
+    sink: SinkConfig = Field(default_factory=dict, validate_default=True)
+    """Where curated rows are committed."""
+    notify: NotifyConfig = Field(default_factory=dict, validate_default=True)
+    """Where alerts go."""
+    present: PresentConfig = Field(default_factory=dict, validate_default=True)
+    """The dashboard web app."""
+
+    @property
+    def name(self) -> str:
+        """The pipeline name."""
+        return self.pipeline.name
+
+    @model_validator(mode="after")
+    def _steps_name_tables(self) -> PipelineConfig:
+        unknown = [table for table in self.transform.steps if table not in self.tables]
+        if unknown:
+            close = get_close_matches(unknown[0], self.tables, n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            raise conflict(
+                f"steps for unknown table `{unknown[0]}`; {hint}(tables: {', '.join(self.tables)})",
+                "transform",
+                "steps",
+                unknown[0],
+            )
+        return self
+
+    def redacted_dump(self) -> dict[str, Any]:
+        """The config as plain YAML/JSON data, keys as in the file, secrets masked."""
+        data: dict[str, Any] = self.model_dump(mode="json", by_alias=True)
+        return data
