@@ -1,0 +1,167 @@
+"""Rows on the wire: one Kafka record per source row, encoded many rows per call.
+
+A record's **value** is the row as a JSON object, its **key** the JSON object of the
+primary key columns (``{"id":42}``, ``{"order_id":7,"line":2}``; the shape Debezium
+uses), both UTF-8. Encoding never loses information:
+
+=====================  ==============================================================
+Arrow type             JSON
+=====================  ==============================================================
+integers               number (all 64 bits; decoders must not go through float)
+decimal128/256         string with the declared scale: ``"12.30"``, ``"-0.100"``
+float16/32/64          number; in a batch holding NaN or ±Infinity, that column is
+                       written as strings (``"NaN"``, ``"Infinity"``, ``"0.5"``)
+boolean                ``true`` / ``false``
+string, large_string   string (JSON-in-a-string for JSON source columns)
+binary                 base64 string
+date32/64              ``"2024-05-01"``
+time                   ``"10:01:02.000005"``
+timestamp without tz   ``"2024-05-01T10:00:00.000500"`` (digits of the column's unit)
+timestamp with tz      ``"2024-05-01T10:00:00.000500+00:00"`` (offset of the column's zone)
+list, struct           array, object
+null                   ``null``
+=====================  ==============================================================
+
+:func:`decode_rows` reverses it given the Arrow schema, so a table that went through
+Kafka comes back with the same types and values.
+
+Lineage travels in headers (see :func:`lineage_headers`): ``dp.source``, ``dp.pk``,
+``dp.extracted_at``, ``dp.run``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import polars as pl
+import pyarrow as pa
+
+from dataplump.errors import TerminalError
+
+HEADER_SOURCE = "dp.source"
+HEADER_PK = "dp.pk"
+HEADER_EXTRACTED_AT = "dp.extracted_at"
+HEADER_RUN = "dp.run"
+
+
+class RecordDecodeError(TerminalError):
+    """Kafka record values that do not decode to the expected schema."""
+
+
+def _wire_columns(frame: pl.DataFrame) -> list[pl.Expr]:
+    """Expressions turning each column into its lossless JSON-ready form."""
+    exprs = []
+    for name, dtype in frame.schema.items():
+        col = pl.col(name)
+        if dtype == pl.Binary:
+            exprs.append(col.bin.encode("base64"))
+        elif isinstance(dtype, pl.Datetime):
+            digits = {"ms": 3, "us": 6, "ns": 9}[dtype.time_unit or "us"]
+            offset = "%:z" if dtype.time_zone else ""
+            exprs.append(col.dt.to_string(f"%Y-%m-%dT%H:%M:%S%.{digits}f{offset}"))
+        elif dtype.is_float() and not frame[name].is_finite().fill_null(True).all():
+            exprs.append(col.cast(pl.String))  # NaN, inf and -inf as "NaN", "inf", "-inf"
+        else:
+            exprs.append(col)
+    return exprs
+
+
+def _json_lines(frame: pl.DataFrame) -> list[bytes]:
+    buffer = io.BytesIO()
+    frame.select(_wire_columns(frame)).write_ndjson(buffer)
+    lines = buffer.getvalue().split(b"\n")
+    return lines[:-1] if lines and not lines[-1] else lines
+
+
+def encode_rows(batch: pa.Table | pa.RecordBatch) -> list[bytes]:
+    """One JSON object (UTF-8 bytes) per row, in row order."""
+    if batch.num_rows == 0:
+        return []
+    return _json_lines(_frame(batch))
+
+
+def encode_keys(batch: pa.Table | pa.RecordBatch, primary_key: Sequence[str]) -> list[bytes]:
+    """One JSON object of the primary key columns per row: the Kafka record key."""
+    if batch.num_rows == 0:
+        return []
+    return _json_lines(_frame(batch.select(list(primary_key))))
+
+
+def _frame(batch: pa.Table | pa.RecordBatch) -> pl.DataFrame:
+    table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+    frame = pl.from_arrow(table, rechunk=False)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def decode_rows(values: Sequence[bytes], schema: pa.Schema) -> pa.Table:
+    """The rows of ``values`` (JSON objects) as an Arrow table of ``schema``.
+
+    Raises :class:`RecordDecodeError` naming the first problem when a value is not a
+    JSON object of that schema; callers that must keep going decode one record at a
+    time to find the bad ones (they are rare) and send them to the dead-letter topic.
+    """
+    if not values:
+        return schema.empty_table()
+    wire = pa.schema([_wire_field(field) for field in schema])
+    wire_frame = pl.from_arrow(wire.empty_table())
+    assert isinstance(wire_frame, pl.DataFrame)
+    try:
+        frame = pl.read_ndjson(
+            io.BytesIO(b"\n".join(values)),
+            schema=wire_frame.schema,
+            ignore_errors=False,
+        )
+        table = frame.to_arrow()
+        return pa.table([_from_wire(table.column(f.name), f.type) for f in schema], schema=schema)
+    except (
+        pl.exceptions.PolarsError,
+        pl.exceptions.PanicException,
+        pa.ArrowException,
+        ValueError,
+    ) as exc:
+        raise RecordDecodeError(f"record values do not match the schema: {exc}") from None
+
+
+def _wire_field(field: pa.Field) -> pa.Field:
+    """The type a column is read as from JSON, before Arrow casts it to ``field.type``.
+
+    Integers are read as 64-bit and booleans and nested types as they are; every
+    other type travels as a string (see the module table) and is parsed by the cast.
+    """
+    kind = field.type
+    if pa.types.is_unsigned_integer(kind):
+        return pa.field(field.name, pa.uint64())
+    if pa.types.is_integer(kind):
+        return pa.field(field.name, pa.int64())
+    if pa.types.is_boolean(kind) or pa.types.is_nested(kind):
+        return field
+    return pa.field(field.name, pa.large_string())
+
+
+def _from_wire(column: pa.ChunkedArray, kind: pa.DataType) -> pa.ChunkedArray:
+    """Turn a column read from JSON back into ``kind`` (strings parse with Arrow's cast)."""
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return _polars(column, pl.col("c").str.decode("base64")).cast(kind)
+    if pa.types.is_time(kind):
+        return _polars(column, pl.col("c").str.to_time("%H:%M:%S%.f")).cast(kind)
+    return column.cast(kind)
+
+
+def _polars(column: pa.ChunkedArray, expr: pl.Expr) -> pa.ChunkedArray:
+    frame = pl.from_arrow(pa.table({"c": column}))
+    assert isinstance(frame, pl.DataFrame)
+    return frame.select(expr).to_arrow().column(0)
+
+
+def lineage_headers(
+    source: str, key: bytes, extracted_at: str, run_id: str
+) -> list[tuple[str, bytes]]:
+    """The lineage headers every record carries (design: "Data on the wire")."""
+    return [
+        (HEADER_SOURCE, source.encode()),
+        (HEADER_PK, key),
+        (HEADER_EXTRACTED_AT, extracted_at.encode()),
+        (HEADER_RUN, run_id.encode()),
+    ]
