@@ -1,0 +1,1 @@
+"""Stage runners: extract, transform, load; each reads one place and writes to Kafka or a store."""

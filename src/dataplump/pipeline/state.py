@@ -1,0 +1,77 @@
+"""Durable stage state in a compacted Kafka topic, written inside the stage's transactions.
+
+The extraction watermark of a table is a record keyed by the table name in
+``<pipeline>.extract.state``. Because it is produced in the same Kafka transaction
+as the rows it covers, a read_committed reader sees either both or neither: after
+a crash, the stage resumes from a watermark that matches exactly the rows that
+reached Kafka (the way Kafka Connect's KIP-618 keeps source offsets).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+
+from dataplump.bus.kafka import Producer, consumer, create_topics, wrap_kafka_error
+from dataplump.errors import TransientBusError
+
+STATE_TOPIC_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+
+
+def ensure_state_topic(bootstrap: str, topic: str, *, replication_factor: int = 1) -> None:
+    """Create the compacted state topic (one partition: all keys in order) if missing."""
+    create_topics(
+        bootstrap,
+        [topic],
+        partitions=1,
+        replication_factor=replication_factor,
+        config=STATE_TOPIC_CONFIG,
+    )
+
+
+def read_state(bootstrap: str, topic: str, *, timeout: float = 60.0) -> dict[str, Any]:
+    """The last committed value of every key in ``topic`` (read to its end, read_committed).
+
+    The end is the partition-EOF event, which a read_committed consumer reaches at the
+    last stable offset: open transactions of a crashed writer are not waited for
+    beyond ``transaction.timeout.ms`` by the broker, and aborted records never show.
+    """
+    reader = consumer(
+        bootstrap,
+        f"dataplump-state-reader-{uuid.uuid4().hex}",
+        extra={"enable.partition.eof": "true"},
+    )
+    state: dict[str, Any] = {}
+    try:
+        reader.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        deadline = time.monotonic() + timeout
+        while True:
+            if time.monotonic() > deadline:
+                raise TransientBusError(f"reading {topic} to its end took over {timeout:.0f}s")
+            try:
+                messages = reader.consume(1000, 0.5)
+            except KafkaException as exc:
+                raise wrap_kafka_error(exc, f"reading {topic}") from None
+            for msg in messages:
+                err = msg.error()
+                if err is not None and err.code() == KafkaError._PARTITION_EOF:
+                    return state
+                if err is not None:
+                    raise wrap_kafka_error(err, f"reading {topic}")
+                key = (msg.key() or b"").decode()
+                value = msg.value()
+                if value is None:
+                    state.pop(key, None)
+                else:
+                    state[key] = orjson.loads(value)
+    finally:
+        reader.close()
+
+
+def write_state(producer: Producer, topic: str, key: str, value: dict[str, Any]) -> None:
+    """Queue the state record in the producer's open transaction."""
+    producer.produce(topic, orjson.dumps(value), key=key.encode())

@@ -1,0 +1,33 @@
+"""Names of the Kafka topics a pipeline uses (design: "The flow")."""
+
+from __future__ import annotations
+
+
+def active(pipeline: str, table: str) -> str:
+    """Valid extracted rows of ``table``."""
+    return f"{pipeline}.{table}.active"
+
+
+def dlq(pipeline: str, table: str) -> str:
+    """Rows of ``table`` the contract rejected, with their reasons."""
+    return f"{pipeline}.{table}.dlq"
+
+
+def processed(pipeline: str, table: str) -> str:
+    """Transformed, validated rows of ``table``, ready for the loader."""
+    return f"{pipeline}.{table}.processed"
+
+
+def failed(pipeline: str) -> str:
+    """Records the transformation could not process or validate."""
+    return f"{pipeline}.failed"
+
+
+def alerts(pipeline: str) -> str:
+    """Alert events of every stage."""
+    return f"{pipeline}.alerts"
+
+
+def extract_state(pipeline: str) -> str:
+    """Compacted topic of extraction watermarks, one key per table."""
+    return f"{pipeline}.extract.state"

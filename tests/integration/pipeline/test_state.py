@@ -1,0 +1,34 @@
+"""Watermarks in a compacted topic: only committed values count, the last one wins."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from dataplump.bus.kafka import Producer
+from dataplump.pipeline.state import ensure_state_topic, read_state, write_state
+
+pytestmark = [pytest.mark.integration, pytest.mark.kafka]
+
+
+def test_last_committed_value_per_key_wins(kafka_bootstrap: str) -> None:
+    topic = f"test.state.{uuid.uuid4().hex[:8]}"
+    ensure_state_topic(kafka_bootstrap, topic)
+    assert read_state(kafka_bootstrap, topic) == {}
+
+    producer = Producer(kafka_bootstrap, transactional_id=f"tx-{uuid.uuid4().hex}")
+    with producer.transaction():
+        write_state(producer, topic, "orders", {"cursor": "2024-01-01T00:00:00+00:00", "pk": [1]})
+        write_state(producer, topic, "customers", {"pk": [10]})
+    with producer.transaction():
+        write_state(producer, topic, "orders", {"cursor": "2024-01-02T00:00:00+00:00", "pk": [7]})
+    producer.begin()
+    write_state(producer, topic, "orders", {"cursor": "2099-01-01T00:00:00+00:00", "pk": [0]})
+    producer.flush()
+    producer.abort()
+
+    assert read_state(kafka_bootstrap, topic) == {
+        "orders": {"cursor": "2024-01-02T00:00:00+00:00", "pk": [7]},
+        "customers": {"pk": [10]},
+    }
