@@ -103,6 +103,8 @@ def _read(source: SourceMap) -> dict[str, Any]:
             line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         except YAMLError as exc:  # errors without a position
             problem = f"YAML error: {type(exc).__name__}"
+        except ValueError as exc:  # ruamel building a value, e.g. the date 2020-13-01
+            problem = f"YAML value that cannot be read: {exc} (quote it to keep it as text)"
     if problem is None and data is None:
         problem, line, col = "the file is empty; it needs `pipeline`, `source` and `tables`", 1, 1
     elif problem is None and not isinstance(data, dict):

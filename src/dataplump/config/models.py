@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -29,15 +29,22 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PrivateAttr,
     SecretStr,
+    ValidationError,
     ValidationInfo,
     field_serializer,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from dataplump.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dataplump.contracts import Contract
 
 MASK = "**********"
 """What a secret looks like in dumps (messages show ``'***'``)."""
@@ -178,7 +185,10 @@ class TableConfig(_Model):
     """Rows per Arrow record batch read from the source."""
     contract: Path | dict[str, Any] | None = None
     """Data contract the rows must meet: a path to a YAML file (relative to the pipeline file)
-    or the contract inline as a mapping."""
+    or the contract inline as a mapping (format: `docs/contracts.md`). Kept as written; the
+    loaded contract is `PipelineConfig.contract(table)`."""
+
+    _loaded: Contract | None = PrivateAttr(None)
 
     @field_validator("contract", mode="before")
     @classmethod
@@ -444,6 +454,59 @@ class PipelineConfig(_Model):
     def name(self) -> str:
         """The pipeline name."""
         return self.pipeline.name
+
+    def contract(self, table: str) -> Contract | None:
+        """The loaded data contract of ``table``, or None if it has none.
+
+        Contracts are loaded and checked when the config is validated (``load_config``),
+        so this only fails for a contract file that went missing since, or an unknown
+        table; it raises :class:`~dataplump.errors.ConfigError` then.
+        """
+        from dataplump.contracts import Contract  # here: it imports pyarrow and DuckDB
+
+        if table not in self.tables:
+            close = get_close_matches(table, self.tables, n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            raise ConfigError(
+                f"no table `{table}` in the config; {hint}(tables: {', '.join(self.tables)})"
+            )
+        config = self.tables[table]
+        if config._loaded is None and config.contract is not None:
+            config._loaded = Contract.from_config(table, config.contract)
+        return config._loaded
+
+    @field_validator("tables", mode="after")
+    @classmethod
+    def _load_contracts(
+        cls, tables: dict[str, TableConfig], info: ValidationInfo
+    ) -> dict[str, TableConfig]:
+        """Load each table's contract; its problems become errors located in the pipeline
+        file (inline contract) or naming the contract file and line."""
+        from dataplump.contracts import Contract, ContractError
+
+        base = (info.context or {}).get("base_dir")
+        errors: list[InitErrorDetails] = []
+        for name, table in tables.items():
+            value = table.contract
+            if value is None or (isinstance(value, Path) and not value.is_file()):
+                continue  # a missing file is reported by TableConfig (with a context)
+            try:
+                table._loaded = Contract.from_config(name, value)
+            except ContractError as exc:
+                for problem in exc.problems:
+                    loc: tuple[str | int, ...] = (name, "contract", *problem.path)
+                    message = problem.message
+                    if exc.file is not None:
+                        shown = exc.file
+                        if base is not None and exc.file.is_relative_to(base):
+                            shown = exc.file.relative_to(base)
+                        where = f"{shown}:{problem.line or 1}:{problem.column or 1}"
+                        loc = (name, "contract")
+                        message = f"{where}: {problem.key or '(file)'}: {message}"
+                    errors.append(InitErrorDetails(type=conflict(message), loc=loc, input=value))
+        if errors:
+            raise ValidationError.from_exception_data("PipelineConfig", errors)
+        return tables
 
     @model_validator(mode="after")
     def _steps_name_tables(self) -> PipelineConfig:

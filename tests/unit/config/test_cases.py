@@ -52,7 +52,7 @@ def test_bad_case_with_load_config(case: Path) -> None:
         assert issue.line is None
     else:
         assert issue.env_var is None
-        assert issue.line == expected["line"]
+        assert issue.line == expected["line"]  # null where YAML gives no position
 
 
 @pytest.mark.parametrize("case", BAD, ids=lambda p: p.stem)
@@ -60,7 +60,10 @@ def test_bad_case_with_cli(case: Path) -> None:
     expected = _expected(case)
     result = CliRunner().invoke(app, ["check", "-c", str(case)], env=expected.get("env", {}))
     assert result.exit_code == 1, result.output
-    where = f"env {expected['env_var']}" if "env_var" in expected else f"{case}:{expected['line']}:"
+    if "env_var" in expected:
+        where = f"env {expected['env_var']}"
+    else:
+        where = f"{case}:{expected['line']}:" if expected["line"] else f"{case}:"
     path = f"{expected['path']}: " if expected["path"] else ""
     lines = [line for line in result.stderr.splitlines() if line.startswith(where)]
     assert any(path in line and expected["message"] in line for line in lines), result.stderr

@@ -1,0 +1,612 @@
+"""Check an Arrow batch against a contract: one DuckDB query per batch, no loop per row.
+
+:func:`check` compares the batch's columns with the contract (unknown, missing, drifted),
+applies the contract's policy to each, then runs every rule in one query that DuckDB
+reads straight from the Arrow memory::
+
+    WITH b AS (SELECT __dp_row, id, TRY_CAST(amount AS DECIMAL(12,2)) AS amount, ...
+               FROM batch),                              -- the columns as declared
+         d0 AS (SELECT id, count(*) AS n FROM b GROUP BY ALL HAVING count(*) > 1)
+    SELECT * FROM (
+      SELECT __dp_row, coalesce(<rule 0 broken>, false) AS f0, CAST(id AS VARCHAR) AS v0,
+             d0.n AS n1, ...                             -- one flag per rule, values as text
+      FROM b LEFT JOIN d0 ON ...)
+    WHERE f0 OR f1 OR ...
+
+so only the invalid rows come back (sorted by row afterwards). Their reasons
+(``list<struct<rule, column, value, message>>``) are assembled from the flags with Arrow
+compute, and the valid and invalid rows are filters of the input. The query is built
+once per batch schema.
+(Building the reasons as structs inside the query was measured slower: DuckDB spends
+about 0.5 ms planning each struct expression, on every batch.)
+
+    >>> import pyarrow as pa
+    >>> from dataplump.contracts import Contract
+    >>> contract = Contract.from_config(
+    ...     "orders", {"columns": {"id": {"type": "int64", "not_null": True, "min": 1}}}
+    ... )
+    >>> result = contract.check(pa.table({"id": [1, None, 0]}))
+    >>> result.valid.num_rows, result.invalid_rows.to_pylist()
+    (1, [1, 2])
+    >>> result.reasons.to_pylist()[1]
+    [{'rule': 'min', 'column': 'id', 'value': '0', 'message': 'is less than the minimum 1'}]
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.types as pt
+
+from dataplump.contracts import _sql
+from dataplump.contracts._sql import VALUE_CHARS
+from dataplump.contracts.errors import BatchRejectedError, CheckFailedError
+from dataplump.contracts.rules import ColumnSql, Unique
+from dataplump.contracts.spec import ROW, Contract, Policy
+from dataplump.contracts.types import NUMERIC
+
+REASON_TYPE = pa.struct(
+    [
+        pa.field("rule", pa.string()),
+        pa.field("column", pa.string()),
+        pa.field("value", pa.string()),
+        pa.field("message", pa.string()),
+    ]
+)
+"""One reason a row is invalid: the rule's name, its column (null for a row-wide rule),
+the offending value as text (null for a null value or a schema problem; at most
+:data:`~dataplump.contracts._sql.VALUE_CHARS` characters), and a message."""
+REASONS_TYPE = pa.list_(REASON_TYPE)
+"""Every reason one row is invalid, in check order."""
+
+SchemaIssueKind = Literal["unknown_column", "missing_column", "type_drift"]
+"""A difference between the batch's columns and the contract; also the ``rule`` of the
+reason rows get for it."""
+TYPE_RULE = "type"
+"""Rule name of a value that cannot be read as its column's declared type (under type
+drift), or a ``json`` column's text that is not JSON."""
+_BATCH = "__dp_batch"
+# DuckDB errors that say nothing about the batch: retrying may work.
+_RESOURCE_ERRORS = (duckdb.OutOfMemoryException, duckdb.InterruptException, duckdb.IOException)
+_PLANS_KEPT = 16
+
+
+@dataclass(frozen=True)
+class SchemaIssue:
+    """A column that is unknown, missing or of another type, and what the policy did."""
+
+    kind: SchemaIssueKind
+    """``unknown_column``, ``missing_column`` or ``type_drift``."""
+    column: str
+    """The column."""
+    policy: Policy
+    """The contract's policy for this kind, which was applied."""
+    message: str
+    """What differs, e.g. "column `amount` is string, the contract declares decimal(12,2)"."""
+
+
+@dataclass(frozen=True)
+class RuleCount:
+    """How many rows of a batch broke one rule, and who to tell."""
+
+    rule: str
+    """The rule's name (``not_null``, ``min``..., a table rule's name, ``type``, or a
+    schema issue kind)."""
+    column: str | None
+    """The rule's column; None for a table rule without one."""
+    rows: int
+    """Rows of the batch that broke it."""
+    owner: str | None
+    """The rule's owner, else its column's, else the contract's; None if nobody is named."""
+
+    @property
+    def key(self) -> str:
+        """``rule(column)``, or ``rule`` without a column: the key of alert events'
+        ``counts_by_rule`` (:mod:`dataplump.notify`)."""
+        return self.rule if self.column is None else f"{self.rule}({self.column})"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of checking one batch.
+
+    ``valid`` and ``invalid`` hold the original rows (same columns and types as the
+    input; unknown columns included). ``reasons[i]`` lists every rule that
+    ``invalid``'s row ``i`` breaks, and ``invalid_rows[i]`` is that row's position in
+    the input batch, so callers can map back to offsets and keys.
+    """
+
+    valid: pa.Table
+    """Rows that meet the contract, in input order."""
+    invalid: pa.Table
+    """Rows that break it, in input order."""
+    reasons: pa.ListArray
+    """``list<struct<rule, column, value, message>>``, one entry per invalid row."""
+    invalid_rows: pa.Int64Array
+    """Positions of the invalid rows in the input batch, ascending."""
+    valid_mask: pa.BooleanArray
+    """One entry per input row: true if the row is valid."""
+    table: str
+    """The contract's table."""
+    contract_version: str | None
+    """The contract's declared version."""
+    contract_hash: str
+    """The contract's content hash (see :attr:`Contract.content_hash`)."""
+    checked_at: datetime
+    """The time `not_in_future` compared with (UTC)."""
+    violations: tuple[RuleCount, ...]
+    """Rows broken per rule, in check order; only rules that broke."""
+    schema_issues: tuple[SchemaIssue, ...] = field(default=())
+    """Unknown, missing and drifted columns found (including those let through by `pass`)."""
+    owner: str | None = None
+    """The contract's owner."""
+
+    @property
+    def num_rows(self) -> int:
+        """Rows checked."""
+        return int(self.valid_mask.__len__())
+
+    @property
+    def num_invalid(self) -> int:
+        """Rows that break the contract."""
+        return int(self.invalid.num_rows)
+
+    @property
+    def owners(self) -> tuple[str, ...]:
+        """Everyone to tell about this batch: owners of the broken rules (and of the
+        contract if a schema issue was found), each once."""
+        found = [v.owner for v in self.violations]
+        if self.schema_issues:
+            found.append(self.owner)
+        return tuple(dict.fromkeys(o for o in found if o))
+
+    @property
+    def counts_by_rule(self) -> dict[str, int]:
+        """Rows broken per rule, keyed ``rule(column)``, as alert events carry them."""
+        return {v.key: v.rows for v in self.violations}
+
+    def rejections(self) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """``(position in the input, reasons)`` per invalid row, as Python objects."""
+        yield from zip(self.invalid_rows.to_pylist(), self.reasons.to_pylist(), strict=True)
+
+
+def check(
+    contract: Contract, batch: pa.Table | pa.RecordBatch, *, now: datetime | None = None
+) -> CheckResult:
+    """Check ``batch`` against ``contract``; see :class:`CheckResult`.
+
+    ``now`` (default: the current time; naive means UTC) is what ``not_in_future``
+    compares with. Raises :class:`~dataplump.contracts.errors.BatchRejectedError` when a
+    ``reject_batch`` policy applies or a rule cannot run on the batch.
+    """
+    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    now = now or datetime.now(UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    plan = _plan(contract, table.schema)
+    if plan.rejection is not None:
+        raise _rejected(contract, *plan.rejection)
+    n = table.num_rows
+    if plan.sql is None or n == 0:
+        empty = pa.array([], REASONS_TYPE)
+        return _result(contract, table, plan, now, pa.array([], pa.int64()), empty, ())
+    con = _sql.connection()
+    duck_input = table.select(list(plan.inputs)).append_column(ROW, _row_numbers(n))
+    con.register(_BATCH, duck_input)
+    try:
+        params = {"now": now.isoformat()} if plan.uses_now else None
+        out = con.sql(plan.sql, params=params).to_arrow_table()
+    except _RESOURCE_ERRORS as exc:
+        raise CheckFailedError(
+            f"checking a batch of table `{contract.table}` failed: {_sql.first_line(exc)};"
+            " retry later or with smaller batches"
+        ) from None
+    except duckdb.Error as exc:  # a rule's SQL failed on a value of this batch
+        error = _sql.first_line(exc)
+        reasons = (_reason("check_failed", None, error),)
+        raise _rejected(contract, f"a rule could not run on the batch: {error}", reasons) from None
+    finally:
+        con.unregister(_BATCH)
+    # Sorting here is cheaper than ORDER BY in the query (2 ms less planning per batch).
+    out = out.take(pc.sort_indices(out.column(ROW))).combine_chunks()
+    rows = out.column(ROW).chunk(0).cast(pa.int64()) if out.num_rows else pa.array([], pa.int64())
+    reasons, sizes = _reasons(out, plan.items)
+    return _result(contract, table, plan, now, rows, reasons, _counts(contract, plan.items, sizes))
+
+
+# ---- the query plan, once per batch schema ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One rule (or schema issue) in the check query, and how its reasons are made."""
+
+    rule: str
+    column: str | None
+    value: str | None
+    """Output column holding the offending value as text; None: the value is null."""
+    message: str
+    """The message; for `unique`, ``{n}`` is replaced by the rows sharing the value."""
+    count: str | None = None
+    """Output column holding that count, for `unique`."""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    sql: str | None
+    """The check query; None when there is nothing to check (every row valid)."""
+    inputs: tuple[int, ...]
+    """Positions of the batch columns the query reads."""
+    uses_now: bool
+    issues: tuple[SchemaIssue, ...]
+    rejection: tuple[str, tuple[dict[str, Any], ...]] | None
+    """Why every batch of this schema is rejected whole: message and reasons."""
+    items: tuple[_Item, ...] = ()
+    """Output column ``f<i>`` of the query is true where item ``i`` is broken."""
+
+
+_plans_lock = threading.Lock()
+
+
+def _plan(contract: Contract, schema: pa.Schema) -> _Plan:
+    plans: dict[Any, _Plan] = contract._plans
+    key = tuple((f.name, f.type) for f in schema)
+    plan = plans.get(key)
+    if plan is None:
+        plan = _build(contract, schema)
+        with _plans_lock:
+            while len(plans) >= _PLANS_KEPT:
+                plans.pop(next(iter(plans)))
+            plans[key] = plan
+    return plan
+
+
+class _Query:
+    """Collects the pieces of the check query while :func:`_build` walks the contract."""
+
+    def __init__(self) -> None:
+        self.base = [_sql.ident(ROW)]  # SELECT list of `b`: the columns as declared
+        self.groups: list[str] = []  # CTEs of duplicated keys, for `unique`
+        self.joins: list[str] = []
+        self.duplicates: dict[tuple[str, ...], str] = {}
+        self.outputs: list[str] = []  # f<i>, v<i>, n<i> columns
+        self.values: dict[str, str] = {}  # SQL of a value -> its output column
+        self.items: list[_Item] = []
+
+    def add(
+        self,
+        rule: str,
+        column: str | None,
+        broken: str,
+        message: str,
+        value: str | None,
+        count: str | None = None,
+    ) -> None:
+        """Add a rule: ``broken`` is SQL true for a row that breaks it."""
+        self.outputs.append(f"coalesce({broken}, false) AS f{len(self.items)}")
+        value_column = None
+        if value is not None:
+            if value not in self.values:
+                self.values[value] = f"v{len(self.values)}"
+                self.outputs.append(f"CAST({value} AS VARCHAR) AS {self.values[value]}")
+            value_column = self.values[value]
+        count_column = None
+        if count is not None:
+            count_column = f"n{len(self.items)}"
+            self.outputs.append(f"{count} AS {count_column}")
+        self.items.append(_Item(rule, column, value_column, message, count_column))
+
+    def group(self, columns: tuple[str, ...]) -> str:
+        """SQL for how many rows share this row's values of ``columns`` (NULL if one)."""
+        if columns not in self.duplicates:
+            k = len(self.groups)
+            keys = [_sql.ident(f"__dp_k{k}_{j}") for j in range(len(columns))]
+            select = ", ".join(
+                f"{_sql.ident(c)} AS {key}" for c, key in zip(columns, keys, strict=True)
+            )
+            present = " AND ".join(f"{_sql.ident(c)} IS NOT NULL" for c in columns)
+            self.groups.append(
+                f"d{k} AS (SELECT {select}, count(*) AS __dp_n FROM b"  # noqa: S608 (see _sql)
+                f" WHERE {present} GROUP BY ALL HAVING count(*) > 1)"
+            )
+            on = " AND ".join(
+                f"b.{_sql.ident(c)} = d{k}.{key}" for c, key in zip(columns, keys, strict=True)
+            )
+            self.joins.append(f"LEFT JOIN d{k} ON {on}")
+            self.duplicates[columns] = f"d{k}.__dp_n"
+        return self.duplicates[columns]
+
+    def sql(self) -> str:
+        base = f"b AS (SELECT {', '.join(self.base)} FROM {_BATCH})"  # noqa: S608 (see _sql)
+        ctes = ",\n     ".join([base, *self.groups])
+        outputs = ",\n    ".join([f"b.{_sql.ident(ROW)} AS {_sql.ident(ROW)}", *self.outputs])
+        broken = " OR ".join(f"f{i}" for i in range(len(self.items)))
+        return (
+            f"WITH {ctes}\n"  # noqa: S608 (see _sql)
+            f"SELECT * FROM (\n  SELECT {outputs}\n"
+            f"  FROM b {' '.join(self.joins)}\n)\nWHERE {broken}"
+        )
+
+
+def _build(contract: Contract, schema: pa.Schema) -> _Plan:
+    names = schema.names
+    if len(set(names)) != len(names):
+        twice = next(name for name in names if names.count(name) > 1)
+        reason = _reason("duplicate_column", twice, f"the batch has two columns called `{twice}`")
+        return _Plan(None, (), False, (), (reason["message"], (reason,)))
+    issues = _schema_issues(contract, schema)
+    blocking = [issue for issue in issues if issue.policy == "reject_batch"]
+    if blocking:
+        reasons = [_reason(i.kind, i.column, i.message) for i in issues if i.policy != "pass"]
+        text = "; ".join(f"{i.message} (on_{i.kind}: reject_batch)" for i in blocking[:3])
+        if len(blocking) > 3:
+            text += f"; ... and {len(blocking) - 3} more"
+        return _Plan(None, (), False, tuple(issues), (text, tuple(reasons)))
+
+    query = _Query()
+    for schema_issue in issues:
+        if schema_issue.policy == "reject_row":
+            query.add(schema_issue.kind, schema_issue.column, "TRUE", schema_issue.message, None)
+    found = {issue.column: issue for issue in issues if issue.kind != "unknown_column"}
+    inputs: list[int] = []
+    for i, (name, spec) in enumerate(contract.columns.items()):
+        type_, column, ref = spec.logical_type, _sql.ident(name), f"b.{_sql.ident(name)}"
+        issue = found.get(name)
+        actual = schema.field(name).type if name in names else pa.null()
+        raw = _sql.ident(f"__dp_raw_{i}")  # the value as it came, for a drifted column
+        if issue is None or issue.kind == "type_drift":
+            inputs.append(names.index(name))
+        if issue is None:
+            query.base.append(column)
+            if type_.family == "json" and _is_text(actual):
+                query.add(TYPE_RULE, name, f"NOT json_valid({ref})", "is not valid JSON", ref)
+        elif issue.kind == "type_drift":
+            nested = pt.is_nested(actual)
+            read = (
+                f"CAST(NULL AS {type_.duckdb})"
+                if nested
+                else f"TRY_CAST({column} AS {type_.duckdb})"
+            )
+            query.base += [f"{read} AS {column}", f"{column} AS {raw}"]
+            unreadable = f"{ref} IS NULL"
+            if type_.family in NUMERIC and not nested:  # and not rounded on the way
+                unreadable += f" OR {ref} <> TRY_CAST(b.{raw} AS DOUBLE)"
+            message = f"cannot be read as {type_.name}"
+            query.add(
+                TYPE_RULE, name, f"b.{raw} IS NOT NULL AND ({unreadable})", message, f"b.{raw}"
+            )
+        else:  # missing: read as nulls of the declared type
+            query.base.append(f"CAST(NULL AS {type_.duckdb}) AS {column}")
+            if issue.policy == "reject_row":
+                continue  # every row is already rejected for the missing column
+        dup = query.group((name,)) if spec.unique is not None else None
+        sql_column = ColumnSql(name, ref, type_, duplicates=dup or "NULL")
+        value = f"b.{raw}" if issue is not None and issue.kind == "type_drift" else ref
+        for rule in spec.rules:
+            message = rule.message or rule.describe(sql_column)
+            count = dup if isinstance(rule, Unique) else None
+            query.add(rule.name, name, rule.failure(sql_column), message, value, count)
+
+    for table_rule in contract.rules:
+        shown = table_rule.column
+        if table_rule.unique is not None:
+            dup = query.group(table_rule.unique)
+            message = table_rule.message or (
+                "is not unique in the batch: {n} rows have these values of "
+                + ", ".join(table_rule.unique)
+            )
+            if shown is None and len(table_rule.unique) == 1:
+                shown = table_rule.unique[0]
+            if shown is not None:
+                value = f"b.{_sql.ident(shown)}"
+            else:
+                shown = ", ".join(table_rule.unique)
+                value = "row(" + ", ".join(f"b.{_sql.ident(c)}" for c in table_rule.unique) + ")"
+            query.add(table_rule.rule_name, shown, f"{dup} IS NOT NULL", message, value, dup)
+        else:
+            expression = table_rule.expression_is_true or "true"
+            message = table_rule.message or f"expression is not true: {expression}"
+            shown_value = f"b.{_sql.ident(shown)}" if shown else None
+            broken = f"NOT {_sql.wrap(expression)}"
+            query.add(table_rule.rule_name, shown, broken, message, shown_value)
+
+    if not query.items:
+        return _Plan(None, (), False, tuple(issues), None)
+    sql = query.sql()
+    return _Plan(sql, tuple(inputs), "$now" in sql, tuple(issues), None, tuple(query.items))
+
+
+def _schema_issues(contract: Contract, schema: pa.Schema) -> list[SchemaIssue]:
+    issues = []
+    for name in schema.names:
+        if name not in contract.columns:
+            issues.append(
+                SchemaIssue(
+                    "unknown_column",
+                    name,
+                    contract.on_unknown_column,
+                    f"column `{name}` ({schema.field(name).type}) is not in the contract",
+                )
+            )
+    for name, spec in contract.columns.items():
+        if name not in schema.names:
+            issues.append(
+                SchemaIssue(
+                    "missing_column",
+                    name,
+                    contract.on_missing_column,
+                    f"column `{name}` of the contract is not in the batch",
+                )
+            )
+        elif not spec.logical_type.accepts(actual := schema.field(name).type):
+            issues.append(
+                SchemaIssue(
+                    "type_drift",
+                    name,
+                    contract.on_type_drift,
+                    f"column `{name}` is {actual}, the contract declares {spec.type}",
+                )
+            )
+    return issues
+
+
+def _is_text(actual: pa.DataType) -> bool:
+    while pt.is_dictionary(actual):
+        actual = actual.value_type
+    return bool(pt.is_string(actual) or pt.is_large_string(actual) or pt.is_string_view(actual))
+
+
+def _reason(rule: str, column: str | None, message: str) -> dict[str, Any]:
+    return {"rule": rule, "column": column, "value": None, "message": message}
+
+
+def _rejected(
+    contract: Contract, text: str, reasons: tuple[dict[str, Any], ...]
+) -> BatchRejectedError:
+    return BatchRejectedError(
+        f"batch of table `{contract.table}` rejected whole by its contract"
+        f" ({contract.version_label}): {text}; send it to the DLQ, then fix the source or"
+        " the contract and replay",
+        table=contract.table,
+        contract_version=contract.version,
+        contract_hash=contract.content_hash,
+        reasons=reasons,
+        owner=contract.owner,
+    )
+
+
+# ---- results ------------------------------------------------------------------------------
+
+_index_lock = threading.Lock()
+_index: pa.Array = pa.array([], pa.int64())
+
+
+def _row_numbers(n: int) -> pa.Array:
+    """0..n-1 as int64, sliced (zero-copy) from one array grown as needed."""
+    global _index
+    if len(_index) < n:
+        with _index_lock:
+            if len(_index) < n:
+                size = max(n, 2 * len(_index), 1 << 16)
+                _index = pa.array(range(size), pa.int64())
+    return _index.slice(0, n)
+
+
+def _result(
+    contract: Contract,
+    table: pa.Table,
+    plan: _Plan,
+    now: datetime,
+    rows: pa.Int64Array,
+    reasons: pa.ListArray,
+    violations: tuple[RuleCount, ...],
+) -> CheckResult:
+    n = table.num_rows
+    if len(rows) == 0:
+        mask = pa.repeat(pa.scalar(True, pa.bool_()), n)
+        valid, invalid = table, table.slice(0, 0)
+    else:
+        broken = pc.is_in(_row_numbers(n), value_set=rows)
+        mask = pc.invert(broken)
+        valid, invalid = _filter(table, mask), _filter(table, broken)
+    return CheckResult(
+        valid=valid,
+        invalid=invalid,
+        reasons=reasons,
+        invalid_rows=rows,
+        valid_mask=mask,
+        table=contract.table,
+        contract_version=contract.version,
+        contract_hash=contract.content_hash,
+        checked_at=now,
+        violations=violations,
+        schema_issues=plan.issues,
+        owner=contract.owner,
+    )
+
+
+# pyarrow 26 cannot filter or take view types; such columns go through their plain type.
+_PLAIN = {pa.string_view(): pa.large_string(), pa.binary_view(): pa.large_binary()}
+
+
+def _filter(table: pa.Table, mask: pa.BooleanArray) -> pa.Table:
+    """The rows of ``table`` where ``mask`` is true, same schema."""
+    if not any(field.type in _PLAIN for field in table.schema):
+        return table.filter(mask)
+    plain = table.cast(pa.schema([f.with_type(_PLAIN.get(f.type, f.type)) for f in table.schema]))
+    return plain.filter(mask).cast(table.schema)
+
+
+def _reasons(out: pa.Table, items: tuple[_Item, ...]) -> tuple[pa.ListArray, list[int]]:
+    """The query's flags and values as one ``list<struct>`` per row, in check order,
+    and how many rows broke each item.
+
+    Only arrays go into compute functions: a Python scalar makes pyarrow try to import
+    pandas and dateutil on every call, which costs more than the work here.
+    """
+    if out.num_rows == 0:
+        return pa.array([], REASONS_TYPE), [0] * len(items)
+    flags = [out.column(f"f{i}").chunk(0) for i in range(len(items))]
+    per_row = flags[0].cast(pa.int32())
+    for flag in flags[1:]:
+        per_row = pc.add(per_row, flag.cast(pa.int32()))
+    offsets = pa.concat_arrays([pa.array([0], pa.int32()), pc.cumulative_sum(per_row)])
+    at_rows, at_items, rules, columns, values, messages = [], [], [], [], [], []
+    sizes = []
+    for i, (item, flag) in enumerate(zip(items, flags, strict=True)):
+        at = pc.indices_nonzero(flag).cast(pa.int64())
+        size = len(at)
+        sizes.append(size)
+        if size == 0:
+            continue
+        at_rows.append(at)
+        at_items.append(pa.repeat(pa.scalar(i, pa.int32()), size))
+        rules.append(pa.repeat(pa.scalar(item.rule, pa.string()), size))
+        columns.append(pa.repeat(pa.scalar(item.column, pa.string()), size))
+        if item.value is None:
+            values.append(pa.nulls(size, pa.string()))
+        else:
+            values.append(out.column(item.value).chunk(0).take(at))
+        if item.count is not None and "{n}" in item.message:
+            before, _, after = item.message.partition("{n}")
+            count = out.column(item.count).chunk(0).take(at).cast(pa.string())
+            parts = [pa.repeat(pa.scalar(text, pa.string()), size) for text in (before, after, "")]
+            messages.append(pc.binary_join_element_wise(parts[0], count, parts[1], parts[2]))
+        else:
+            messages.append(pa.repeat(pa.scalar(item.message, pa.string()), size))
+    keys = pa.table({"row": pa.concat_arrays(at_rows), "item": pa.concat_arrays(at_items)})
+    order = pc.sort_indices(keys, sort_keys=[("row", "ascending"), ("item", "ascending")])
+    fields = [pa.concat_arrays(parts).take(order) for parts in (rules, columns, values, messages)]
+    fields[2] = _shorten(fields[2])
+    reasons = pa.StructArray.from_arrays(fields, fields=list(REASON_TYPE))
+    return pa.ListArray.from_arrays(offsets, reasons, type=REASONS_TYPE), sizes
+
+
+def _shorten(values: pa.StringArray) -> pa.StringArray:
+    """Values longer than :data:`VALUE_CHARS` characters cut, ending with ``...``."""
+    lengths = pc.utf8_length(values)
+    longest = pc.max(lengths).as_py()
+    if longest is None or longest <= VALUE_CHARS:
+        return values
+    cut = pc.binary_join_element_wise(
+        pc.utf8_slice_codeunits(values, 0, VALUE_CHARS - 3), "...", ""
+    )
+    return pc.if_else(pc.greater(lengths, VALUE_CHARS), cut, values)
+
+
+def _counts(
+    contract: Contract, items: tuple[_Item, ...], sizes: list[int]
+) -> tuple[RuleCount, ...]:
+    """Rows per broken rule, in check order."""
+    found: dict[tuple[str, str | None], int] = {}
+    for item, size in zip(items, sizes, strict=True):
+        if size:
+            found[item.rule, item.column] = found.get((item.rule, item.column), 0) + size
+    return tuple(RuleCount(r, c, n, contract.owner_of(r, c)) for (r, c), n in found.items())
