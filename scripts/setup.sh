@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything DataPlump needs on a fresh Debian machine, and nothing twice:
-#   1. Debian packages: Java 17, Maven, PostgreSQL, MariaDB, kcat
+#   1. Debian packages: Java 17, Maven, PostgreSQL, MariaDB, kcat, openssl (test certificates)
 #   2. the Python environment: .venv in the repo, from uv.lock (exact versions)
 #   3. Apache Kafka's jars, from Maven Central into the jar cache
 # Run it as often as you like; a second run only checks.
@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV_VERSION=0.13.8
-APT_PACKAGES=(openjdk-17-jre-headless maven postgresql mariadb-server kcat)
+APT_PACKAGES=(openjdk-17-jre-headless maven postgresql mariadb-server kcat openssl)
 
 step() { printf '==> %s\n' "$*"; }
 started=$SECONDS
