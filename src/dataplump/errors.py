@@ -9,7 +9,10 @@ enter, so callers never catch a library's exception type::
     ├── ServiceError             a service DataPlump manages or talks to
     │   ├── KafkaServiceError    the managed broker cannot be fetched/started/stopped
     │   └── DatabaseServiceError a local test database cannot be started
-    └── BusError                 producing to or consuming from Kafka failed
+    ├── BusError                 producing to or consuming from Kafka failed
+    ├── sources.SourceError      a source table cannot be read (its own module)
+    ├── contracts.ContractError  a contract is wrong (a ConfigError)
+    └── notify.NotifyError       a channel could not deliver a notification
 
 Independently of where it sits in the tree, an error is either *transient*
 (retrying the same operation later may succeed: a broker restarting, a

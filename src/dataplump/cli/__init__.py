@@ -9,17 +9,19 @@ from __future__ import annotations
 import typer
 
 from dataplump import __version__
-from dataplump.cli import config_cmd, kafka_cmd
+from dataplump.cli import config_cmd, extract_cmd, kafka_cmd, notify_cmd
 
 app = typer.Typer(
     name="dataplump",
     help="Move raw rows from a SQL database through Apache Kafka into validated, curated data.",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(kafka_cmd.app, name="kafka")
+app.command("extract")(extract_cmd.extract)
+app.add_typer(notify_cmd.app, name="notify")
 
 
 def _print_version(value: bool) -> None:

@@ -1,0 +1,353 @@
+"""The extraction stage: source table -> contract -> ``.active`` and ``.dlq`` topics.
+
+For each batch the source yields, one Kafka transaction holds:
+
+- the valid rows, on ``<pipeline>.<table>.active`` (key = primary key, value = row);
+- the invalid rows, on ``<pipeline>.<table>.dlq``, with the original value and
+  ``dp.error.*`` headers carrying every broken rule;
+- one alert event summarising the batch's rejects, on ``<pipeline>.alerts``;
+- the table's new watermark, on the compacted ``<pipeline>.extract.state``.
+
+So a read_committed consumer sees a batch's rows exactly when the watermark after
+them is stored: kill the stage at any moment and a restart resumes after the last
+committed batch, every source row landing exactly once across active + dlq. Each
+table has its own ``transactional.id``, so a second extractor of the same table
+fences the first instead of doubling rows.
+
+Reading overlaps with encoding and producing: a thread fetches the next batches
+(database drivers and Arrow release the GIL) while this one encodes and produces.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+import pyarrow as pa
+
+from dataplump.bus.kafka import Producer, create_topics
+from dataplump.bus.records import encode_keys, encode_rows
+from dataplump.config import PipelineConfig
+from dataplump.contracts import BatchRejectedError, CheckResult, Contract
+from dataplump.errors import TransientError
+from dataplump.notify.events import error_alert, produce_alert, records_alert
+from dataplump.pipeline import topics
+from dataplump.pipeline.state import ensure_state_topic, read_state, write_state
+from dataplump.sources import Source, Watermark, open_source
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+STAGE = "extract"
+HEADER_ERROR_STAGE = "dp.error.stage"
+HEADER_ERROR_RULES = "dp.error.rules"
+HEADER_ERROR_MESSAGE = "dp.error.message"
+HEADER_ERROR_CONTRACT = "dp.error.contract"
+HEADER_ERROR_REASONS = "dp.error.reasons"
+MAX_ATTEMPTS = 5
+
+
+@dataclass
+class TableCounts:
+    """What one table's extraction did in this run (live while it runs)."""
+
+    table: str
+    read: int = 0
+    valid: int = 0
+    invalid: int = 0
+    batches: int = 0
+    retries: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    watermark: str | None = None
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.read / self.seconds if self.seconds > 0 else 0.0
+
+
+Progress = Callable[[TableCounts], None]
+
+
+class Extractor:
+    """Runs extraction for the tables of one pipeline file against one Kafka cluster."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        bootstrap: str,
+        *,
+        run_id: str | None = None,
+        on_progress: Progress | None = None,
+    ) -> None:
+        self.config = config
+        self.bootstrap = bootstrap
+        self.run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+        self.on_progress = on_progress or (lambda _counts: None)
+        self._client = config.kafka.client_config(bootstrap)
+        self._client.pop("bootstrap.servers")
+        self.state_topic = topics.extract_state(config.name)
+
+    def prepare(self) -> None:
+        """Create the stage's topics where missing (partitions and replication from config)."""
+        topic = self.config.kafka.topic
+        names = [topics.alerts(self.config.name)]
+        for table in self.config.tables:
+            names += [topics.active(self.config.name, table), topics.dlq(self.config.name, table)]
+        create_topics(
+            self.bootstrap,
+            names,
+            partitions=topic.partitions,
+            replication_factor=topic.replication_factor,
+            extra=self._client,
+        )
+        ensure_state_topic(
+            self.bootstrap, self.state_topic, replication_factor=topic.replication_factor
+        )
+
+    def run_once(self, tables: Sequence[str] | None = None) -> list[TableCounts]:
+        """Read every table (or ``tables``) up to its current end; return the counts."""
+        self.prepare()
+        state = read_state(self.bootstrap, self.state_topic)
+        return [self.extract_table(name, state.get(name)) for name in tables or self.config.tables]
+
+    def extract_table(self, table: str, stored: dict[str, Any] | None) -> TableCounts:
+        """Extract one table from its stored state up to the current end of the source."""
+        counts = TableCounts(table)
+        config = self.config.tables[table]
+        since = _resume_point(config.mode, stored)
+        contract = self.config.contract(table)
+        producer = Producer(
+            self.bootstrap,
+            transactional_id=f"dataplump.{self.config.name}.extract.{table}",
+            extra=self._client,
+        )
+        with open_source(self.config.source, table, config) as source:
+            attempt = 1
+            while True:
+                try:
+                    since = self._read(source, producer, contract, since, counts)
+                    break
+                except TransientError as exc:
+                    if attempt >= MAX_ATTEMPTS:
+                        raise
+                    counts.retries += 1
+                    delay = min(30.0, 0.5 * 2**attempt)
+                    log.warning(
+                        "%s: %s; retrying from the last committed batch in %.0fs (attempt %d/%d)",
+                        table,
+                        exc,
+                        delay,
+                        attempt + 1,
+                        MAX_ATTEMPTS,
+                    )
+                    time.sleep(delay)
+                    attempt += 1
+        counts.finished = time.monotonic()
+        self.on_progress(counts)
+        return counts
+
+    def _read(
+        self,
+        source: Source,
+        producer: Producer,
+        contract: Contract | None,
+        since: Watermark | None,
+        counts: TableCounts,
+    ) -> Watermark | None:
+        """One pass over the source from ``since``; returns the last committed watermark."""
+        table = source.table
+        with source.read(since) as read:
+            for warning in read.warnings:
+                with producer.transaction():
+                    produce_alert(
+                        producer,
+                        error_alert(
+                            self.config.name,
+                            stage=STAGE,
+                            error=warning.message,
+                            table=table,
+                            kind="source_warning",
+                            rule=warning.kind,
+                            run_id=self.run_id,
+                        ),
+                    )
+            if read.watermark is not None and read.watermark != since:  # a capped watermark
+                with producer.transaction():
+                    self._write_watermark(producer, source, read.watermark, complete=False)
+                since = read.watermark
+            for batch in _prefetch(read):
+                # The reader thread may be a batch ahead: the watermark comes from the batch.
+                after = source.watermark(batch)
+                with producer.transaction():
+                    self._produce_batch(producer, source, contract, batch, counts)
+                    self._write_watermark(producer, source, after, complete=False)
+                since = after
+                counts.batches += 1
+                counts.watermark = str(since)
+                self.on_progress(counts)
+            if source.config.mode == "full":
+                with producer.transaction():
+                    self._write_watermark(producer, source, since, complete=True)
+        return since
+
+    def _produce_batch(
+        self,
+        producer: Producer,
+        source: Source,
+        contract: Contract | None,
+        batch: pa.RecordBatch,
+        counts: TableCounts,
+    ) -> None:
+        table, pipeline = source.table, self.config.name
+        keys = encode_keys(batch, source.config.primary_key)
+        values = encode_rows(batch)
+        base = [
+            ("dp.source", self._source_label(table).encode()),
+            ("dp.extracted_at", datetime.now(UTC).isoformat().encode()),
+            ("dp.run", self.run_id.encode()),
+        ]
+        counts.read += batch.num_rows
+        valid_mask: list[bool]
+        rejects: list[tuple[int, list[dict[str, Any]]]]
+        version = None
+        counts_by_rule: dict[str, int] = {}
+        if contract is None:
+            valid_mask, rejects = [True] * batch.num_rows, []
+        else:
+            version = contract.version or contract.content_hash
+            try:
+                result: CheckResult = contract.check(batch)
+                valid_mask = result.valid_mask.to_pylist()
+                rejects = list(result.rejections())
+                counts_by_rule = result.counts_by_rule
+            except BatchRejectedError as exc:
+                reason = {
+                    "rule": "batch_rejected",
+                    "column": None,
+                    "value": None,
+                    "message": str(exc),
+                }
+                valid_mask = [False] * batch.num_rows
+                rejects = [(i, [reason]) for i in range(batch.num_rows)]
+                counts_by_rule = {"batch_rejected": batch.num_rows}
+        active, dlq = topics.active(pipeline, table), topics.dlq(pipeline, table)
+        for key, value, ok in zip(keys, values, valid_mask, strict=True):
+            if ok:
+                producer.produce(active, value, key=key, headers=[*base, ("dp.pk", key)])
+        for row, reasons in rejects:
+            key = keys[row]
+            rules = ",".join(_rule_key(r) for r in reasons)
+            headers = [
+                *base,
+                ("dp.pk", key),
+                (HEADER_ERROR_STAGE, STAGE.encode()),
+                (HEADER_ERROR_RULES, rules.encode()),
+                (HEADER_ERROR_MESSAGE, str(reasons[0]["message"]).encode()),
+                (HEADER_ERROR_CONTRACT, (version or "").encode()),
+                (HEADER_ERROR_REASONS, orjson.dumps(reasons)),
+            ]
+            producer.produce(dlq, values[row], key=key, headers=headers)
+        counts.invalid += len(rejects)
+        counts.valid += batch.num_rows - len(rejects)
+        if rejects:
+            produce_alert(
+                producer,
+                records_alert(
+                    pipeline,
+                    table,
+                    stage=STAGE,
+                    count=len(rejects),
+                    counts_by_rule=counts_by_rule,
+                    sample_keys=[orjson.loads(keys[row]) for row, _ in rejects[:5]],
+                    contract_version=version,
+                    kept_in=dlq,
+                    owner=contract.owner if contract is not None else None,
+                    run_id=self.run_id,
+                ),
+            )
+
+    def _source_label(self, table: str) -> str:
+        """``dp.source``: the source table, schema-qualified when the config names one."""
+        schema = self.config.source.db_schema
+        return f"{schema}.{table}" if schema else table
+
+    def _write_watermark(
+        self, producer: Producer, source: Source, watermark: Watermark | None, *, complete: bool
+    ) -> None:
+        write_state(
+            producer,
+            self.state_topic,
+            source.table,
+            {
+                "mode": source.config.mode,
+                "watermark": None if watermark is None else watermark.to_dict(),
+                "complete": complete,
+                "run": self.run_id,
+                "at": datetime.now(UTC).isoformat(),
+            },
+        )
+
+
+def _rule_key(reason: dict[str, Any]) -> str:
+    column = reason.get("column")
+    return f"{reason['rule']}({column})" if column else str(reason["rule"])
+
+
+def _resume_point(mode: str, stored: dict[str, Any] | None) -> Watermark | None:
+    """Where to start: after the stored watermark, or from the top for a new snapshot."""
+    if not stored or stored.get("watermark") is None:
+        return None
+    if mode == "full" and (stored.get("complete") or stored.get("mode") != "full"):
+        return None  # the last snapshot finished: take a new one
+    if mode == "incremental" and stored.get("mode") != "incremental":
+        return None
+    return Watermark.from_dict(stored["watermark"])
+
+
+def _prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, at most ``depth`` ahead of the consumer."""
+    done = object()
+    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def fill() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(done)
+        except BaseException as exc:  # handed to the consuming thread, raised there
+            slots.put(exc)
+
+    worker = threading.Thread(target=fill, name="dataplump-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)

@@ -1,0 +1,203 @@
+"""Errors of the source seam, and the wrapping of driver errors where they enter.
+
+::
+
+    TerminalError
+    └── SourceError            retrying cannot help: wrong URL or password, no such table or
+                               column, a type DataPlump cannot carry, a value that does not fit
+    TransientError
+    └── TransientSourceError   the same read may succeed later: server down or restarting,
+                               connection lost, deadlock, serialization failure
+
+No psycopg, pymysql, sqlite3, SQLAlchemy, ADBC, ConnectorX or pyarrow exception leaves
+:mod:`dataplump.sources`: each is turned into one of the two above by :func:`wrap_error`,
+with ``raise ... from None`` so a driver's message (which may quote the connection
+string) is never chained. Every message is one line, names the table, has the password
+masked (:func:`redact`) and ends with what to do next.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+from urllib.parse import quote, quote_plus
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL
+
+from dataplump.errors import TerminalError, TransientError
+
+__all__ = [
+    "SourceError",
+    "TransientSourceError",
+    "classify",
+    "redact",
+    "wrap_error",
+]
+
+
+class SourceError(TerminalError):
+    """Reading a source table cannot succeed as configured; fix the config or the database."""
+
+    def __init__(self, message: str, *, table: str | None = None) -> None:
+        super().__init__(message)
+        self.table = table
+        """The source table the error is about, when there is one."""
+
+
+class TransientSourceError(TransientError):
+    """Reading a source table failed in a way that may pass: retry the read later."""
+
+    def __init__(self, message: str, *, table: str | None = None) -> None:
+        super().__init__(message)
+        self.table = table
+        """The source table the error is about, when there is one."""
+
+
+_MASK = "***"
+
+
+def redact(text: str, url: URL | None) -> str:
+    """``text`` with the password of ``url`` (plain or URL-quoted) replaced by ``***``.
+
+    Also flattens the text to one line with single spaces: drivers put hints and SQL on
+    further lines and pad their prefixes (libpq's ``FATAL:  ``).
+    """
+    if url is not None and url.password:
+        password = str(url.password)
+        for form in {password, quote(password, safe=""), quote_plus(password)}:
+            if len(form) >= 1:
+                text = text.replace(form, _MASK)
+    return " ".join(text.split())
+
+
+# Patterns in driver messages (libpq, MySQL client, sqlite3), checked in order.
+_AUTH = re.compile(
+    r"password authentication failed|authentication failed|access denied for user"
+    r"|no password supplied|pg_hba\.conf|\b28P01\b|\(28000\)|\b1045\b",
+    re.IGNORECASE,
+)
+_NO_DATABASE = re.compile(
+    r'database "[^"]*" does not exist|unknown database|\b3D000\b|\b1049\b', re.IGNORECASE
+)
+_UNREACHABLE = re.compile(
+    r"connection refused|could not connect|can't connect|timeout expired|timed out"
+    r"|no route to host|network is unreachable|server closed the connection"
+    r"|connection reset|lost connection|server has gone away|broken pipe"
+    r"|the database system is (starting up|shutting down|in recovery mode)"
+    r"|terminating connection|\bio error\b|bytes remaining on stream"
+    r"|\b2002\b|\b2003\b|\b2006\b|\b2013\b",
+    re.IGNORECASE,
+)
+_UNKNOWN_HOST = re.compile(
+    r"could not translate host name|name or service not known|unknown (mysql server )?host"
+    r"|nodename nor servname|temporary failure in name resolution|\b2005\b",
+    re.IGNORECASE,
+)
+# SQLSTATE classes/codes that say "try again": connection exceptions, serialization
+# failure, deadlock, insufficient resources, operator intervention (shutdown, cancel).
+_TRANSIENT_SQLSTATE = re.compile(r"^(08|40|53|57P)|^57014$|^55P03$")
+# MySQL error numbers that say "try again": lock wait timeout, deadlock, too many
+# connections, server shutdown, query interrupted, connection errors.
+_TRANSIENT_MYSQL = {1040, 1053, 1205, 1213, 1317, 2002, 2003, 2006, 2013}
+# SQLite: the database file is locked by another connection.
+_TRANSIENT_SQLITE = re.compile(r"database is locked|database table is locked", re.IGNORECASE)
+
+Kind = Literal["auth", "no_database", "unknown_host", "unreachable", "transient", "other"]
+"""What a driver error means for the caller (see :func:`classify`)."""
+
+
+def classify(message: str, *, sqlstate: str | None = None, mysql_code: int | None = None) -> Kind:
+    """What kind of failure a driver message (and its SQLSTATE or MySQL number) describes.
+
+    ``auth``, ``no_database`` and ``unknown_host`` are terminal (the URL is wrong),
+    ``unreachable`` and ``transient`` are worth a retry, ``other`` is terminal.
+    """
+    if _AUTH.search(message):
+        return "auth"
+    if _NO_DATABASE.search(message):
+        return "no_database"
+    if _UNKNOWN_HOST.search(message):
+        return "unknown_host"
+    if mysql_code in (2002, 2003) or _UNREACHABLE.search(message):
+        return "unreachable"
+    if sqlstate and _TRANSIENT_SQLSTATE.search(sqlstate):
+        return "transient"
+    if mysql_code in _TRANSIENT_MYSQL or _TRANSIENT_SQLITE.search(message):
+        return "transient"
+    return "other"
+
+
+_DATABASE_NAMES = {"postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB", "sqlite": "SQLite"}
+
+
+def _details(exc: BaseException) -> tuple[str, str | None, int | None]:
+    """The driver's own message, SQLSTATE and MySQL error number, whatever wrapped it."""
+    orig: BaseException = exc
+    if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
+        orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    mysql_code = None
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):  # pymysql: (errno, message)
+        mysql_code = args[0]
+        message = str(args[1]) if len(args) > 1 else str(orig)
+    else:
+        message = str(orig) or type(orig).__name__
+        if found := re.search(r"ERROR (\d{4}) \((\w{5})\)", message):  # ConnectorX MySQL
+            mysql_code, sqlstate = int(found.group(1)), found.group(2)
+        elif sqlstate is None and (found := re.search(r"SQLSTATE: (\w{5})", message)):
+            sqlstate = found.group(1)
+    # ADBC and ConnectorX repeat the whole query after the message; the message is enough.
+    message = re.split(r"\n\s*Query was:|\nLINE \d+:", message)[0]
+    return message, sqlstate if isinstance(sqlstate, str) else None, mysql_code
+
+
+def wrap_error(
+    exc: BaseException, *, action: str, url: URL, table: str | None = None
+) -> SourceError | TransientSourceError:
+    """A driver/SQLAlchemy error as a DataPlump source error, transient or terminal by kind.
+
+    ``action`` says what was being done ("reading `orders`"); ``url`` is the source
+    URL, used to name the server and to mask its password in the message.
+    """
+    if isinstance(exc, SourceError | TransientSourceError):
+        return exc
+    message, sqlstate, mysql_code = _details(exc)
+    detail = redact(message, url)
+    kind = classify(message, sqlstate=sqlstate, mysql_code=mysql_code)
+    backend = url.get_backend_name()
+    name = _DATABASE_NAMES.get("mysql" if backend == "mariadb" else backend, backend)
+    where = f"{url.host or 'localhost'}:{url.port}" if url.port else (url.host or "localhost")
+    masked = url.render_as_string(hide_password=True)
+    if backend == "sqlite":
+        where = url.database or ":memory:"
+    if kind == "auth":
+        return SourceError(
+            f"{name} at {where} rejected the login of user `{url.username}` ({detail}): check"
+            f" the user and password in `source.url` ({masked})",
+            table=table,
+        )
+    if kind == "no_database":
+        return SourceError(
+            f"{name} at {where} has no database `{url.database}`: check the database name in"
+            f" `source.url` ({masked})",
+            table=table,
+        )
+    if kind == "unknown_host":
+        return SourceError(
+            f"cannot resolve the host `{url.host}` of `source.url` ({masked}): check the host name",
+            table=table,
+        )
+    if kind == "unreachable":
+        return TransientSourceError(
+            f"cannot reach {name} at {where} while {action} ({detail}): is the server running"
+            f" and `source.url` right ({masked})? Retry later",
+            table=table,
+        )
+    if kind == "transient":
+        return TransientSourceError(
+            f"{action} failed: {detail}; the database says this may pass, retry later",
+            table=table,
+        )
+    return SourceError(f"{action} failed: {detail}", table=table)
