@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import orjson
 import pyarrow as pa
 
-from dataplump.bus.kafka import Producer, create_topics
+from dataplump.bus.kafka import Headers, Producer, create_topics
 from dataplump.bus.records import encode_keys, encode_rows
 from dataplump.config import PipelineConfig
 from dataplump.contracts import BatchRejectedError, CheckResult, Contract
@@ -214,7 +214,7 @@ class Extractor:
         table, pipeline = source.table, self.config.name
         keys = encode_keys(batch, source.config.primary_key)
         values = encode_rows(batch)
-        base = [
+        base: Headers = [
             ("dp.source", self._source_label(table).encode()),
             ("dp.extracted_at", datetime.now(UTC).isoformat().encode()),
             ("dp.run", self.run_id.encode()),
@@ -244,9 +244,14 @@ class Extractor:
                 rejects = [(i, [reason]) for i in range(batch.num_rows)]
                 counts_by_rule = {"batch_rejected": batch.num_rows}
         active, dlq = topics.active(pipeline, table), topics.dlq(pipeline, table)
-        for key, value, ok in zip(keys, values, valid_mask, strict=True):
-            if ok:
-                producer.produce(active, value, key=key, headers=[*base, ("dp.pk", key)])
+        producer.produce_many(
+            active,
+            (
+                (key, value, [*base, ("dp.pk", key)])
+                for key, value, ok in zip(keys, values, valid_mask, strict=True)
+                if ok
+            ),
+        )
         for row, reasons in rejects:
             key = keys[row]
             rules = ",".join(_rule_key(r) for r in reasons)

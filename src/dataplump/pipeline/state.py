@@ -52,11 +52,11 @@ def read_state(bootstrap: str, topic: str, *, timeout: float = 60.0) -> dict[str
         while True:
             if time.monotonic() > deadline:
                 raise TransientBusError(f"reading {topic} to its end took over {timeout:.0f}s")
-            try:
-                messages = reader.consume(1000, 0.5)
+            try:  # poll returns at the first record or event; consume would wait it out
+                msg = reader.poll(0.5)
             except KafkaException as exc:
                 raise wrap_kafka_error(exc, f"reading {topic}") from None
-            for msg in messages:
+            if msg is not None:
                 err = msg.error()
                 if err is not None and err.code() == KafkaError._PARTITION_EOF:
                     return state
