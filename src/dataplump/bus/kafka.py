@@ -62,9 +62,11 @@ def wrap_kafka_error(error: KafkaError | KafkaException, action: str) -> BusErro
 def client_config(bootstrap: str, extra: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Base librdkafka settings every DataPlump client shares (``extra`` wins).
 
-    librdkafka's own log lines go to the ``dataplump.kafka`` logger, not to stderr.
+    librdkafka's own log lines go to the ``dataplump.kafka`` logger, not to stderr, and
+    only its errors: its warnings are retries it recovers from by itself.
     """
-    return {"bootstrap.servers": bootstrap, "logger": _librdkafka_log, **(extra or {})}
+    base = {"bootstrap.servers": bootstrap, "logger": _librdkafka_log, "log_level": 3}
+    return {**base, **(extra or {})}
 
 
 def create_topics(

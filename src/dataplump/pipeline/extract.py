@@ -276,7 +276,7 @@ class Extractor:
                     stage=STAGE,
                     count=len(rejects),
                     counts_by_rule=counts_by_rule,
-                    sample_keys=[orjson.loads(keys[row]) for row, _ in rejects[:5]],
+                    sample_keys=[_key_values(keys[row]) for row, _ in rejects[:5]],
                     contract_version=version,
                     kept_in=dlq,
                     owner=contract.owner if contract is not None else None,
@@ -304,6 +304,12 @@ class Extractor:
                 "at": datetime.now(UTC).isoformat(),
             },
         )
+
+
+def _key_values(key: bytes) -> object:
+    """A record key as people read it: the value of a one-column key, else the tuple."""
+    values = tuple(orjson.loads(key).values())
+    return values[0] if len(values) == 1 else values
 
 
 def _rule_key(reason: dict[str, Any]) -> str:
