@@ -188,13 +188,14 @@ class Extractor:
                 with producer.transaction():
                     self._write_watermark(producer, source, read.watermark, complete=False)
                 since = read.watermark
-            for batch in _prefetch(read):
-                # The reader thread may be a batch ahead: the watermark comes from the batch.
-                after = source.watermark(batch)
+            # Checking and encoding (DuckDB, Polars: no GIL) run in the reader thread, so
+            # they overlap with producing the previous batch here.
+            checked_batches = (_check(source, contract, batch) for batch in read)
+            for checked in _prefetch(checked_batches):
                 with producer.transaction():
-                    self._produce_batch(producer, source, contract, batch, counts)
-                    self._write_watermark(producer, source, after, complete=False)
-                since = after
+                    self._produce_checked(producer, source, contract, checked, counts)
+                    self._write_watermark(producer, source, checked.watermark, complete=False)
+                since = checked.watermark
                 counts.batches += 1
                 counts.watermark = str(since)
                 self.on_progress(counts)
@@ -203,52 +204,29 @@ class Extractor:
                     self._write_watermark(producer, source, since, complete=True)
         return since
 
-    def _produce_batch(
+    def _produce_checked(
         self,
         producer: Producer,
         source: Source,
         contract: Contract | None,
-        batch: pa.RecordBatch,
+        checked: _Checked,
         counts: TableCounts,
     ) -> None:
         table, pipeline = source.table, self.config.name
-        keys = encode_keys(batch, source.config.primary_key)
-        values = encode_rows(batch)
+        keys, values, rejects = checked.keys, checked.values, checked.rejects
+        version = None if contract is None else contract.version or contract.content_hash
         base: Headers = [
             ("dp.source", self._source_label(table).encode()),
             ("dp.extracted_at", datetime.now(UTC).isoformat().encode()),
             ("dp.run", self.run_id.encode()),
         ]
-        counts.read += batch.num_rows
-        valid_mask: list[bool]
-        rejects: list[tuple[int, list[dict[str, Any]]]]
-        version = None
-        counts_by_rule: dict[str, int] = {}
-        if contract is None:
-            valid_mask, rejects = [True] * batch.num_rows, []
-        else:
-            version = contract.version or contract.content_hash
-            try:
-                result: CheckResult = contract.check(batch)
-                valid_mask = result.valid_mask.to_pylist()
-                rejects = list(result.rejections())
-                counts_by_rule = result.counts_by_rule
-            except BatchRejectedError as exc:
-                reason = {
-                    "rule": "batch_rejected",
-                    "column": None,
-                    "value": None,
-                    "message": str(exc),
-                }
-                valid_mask = [False] * batch.num_rows
-                rejects = [(i, [reason]) for i in range(batch.num_rows)]
-                counts_by_rule = {"batch_rejected": batch.num_rows}
+        counts.read += len(keys)
         active, dlq = topics.active(pipeline, table), topics.dlq(pipeline, table)
         producer.produce_many(
             active,
             (
                 (key, value, [*base, ("dp.pk", key)])
-                for key, value, ok in zip(keys, values, valid_mask, strict=True)
+                for key, value, ok in zip(keys, values, checked.valid_mask, strict=True)
                 if ok
             ),
         )
@@ -266,7 +244,7 @@ class Extractor:
             ]
             producer.produce(dlq, values[row], key=key, headers=headers)
         counts.invalid += len(rejects)
-        counts.valid += batch.num_rows - len(rejects)
+        counts.valid += len(keys) - len(rejects)
         if rejects:
             produce_alert(
                 producer,
@@ -275,7 +253,7 @@ class Extractor:
                     table,
                     stage=STAGE,
                     count=len(rejects),
-                    counts_by_rule=counts_by_rule,
+                    counts_by_rule=checked.counts_by_rule,
                     sample_keys=[_key_values(keys[row]) for row, _ in rejects[:5]],
                     contract_version=version,
                     kept_in=dlq,
@@ -304,6 +282,43 @@ class Extractor:
                 "at": datetime.now(UTC).isoformat(),
             },
         )
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A source batch checked against its contract and encoded, ready to produce."""
+
+    keys: list[bytes]
+    values: list[bytes]
+    valid_mask: list[bool]
+    rejects: list[tuple[int, list[dict[str, Any]]]]
+    counts_by_rule: dict[str, int]
+    watermark: Watermark
+
+
+def _check(source: Source, contract: Contract | None, batch: pa.RecordBatch) -> _Checked:
+    """Check and encode one batch (runs in the reader thread; touches no shared state)."""
+    keys = encode_keys(batch, source.config.primary_key)
+    values = encode_rows(batch)
+    n = batch.num_rows
+    if contract is None:
+        return _Checked(keys, values, [True] * n, [], {}, source.watermark(batch))
+    try:
+        result: CheckResult = contract.check(batch)
+    except BatchRejectedError as exc:
+        reason = {"rule": "batch_rejected", "column": None, "value": None, "message": str(exc)}
+        rejects = [(i, [reason]) for i in range(n)]
+        return _Checked(
+            keys, values, [False] * n, rejects, {"batch_rejected": n}, source.watermark(batch)
+        )
+    return _Checked(
+        keys,
+        values,
+        result.valid_mask.to_pylist(),
+        list(result.rejections()),
+        result.counts_by_rule,
+        source.watermark(batch),
+    )
 
 
 def _key_values(key: bytes) -> object:
