@@ -31,6 +31,10 @@ from dataplump.errors import BusError, TerminalBusError, TransientBusError
 Headers = list[tuple[str, str | bytes | None]]
 
 _librdkafka_log = logging.getLogger("dataplump.kafka")
+# Without a configured handler, its lines are dropped, not printed by logging's last
+# resort: every failure they describe also reaches the caller as a wrapped error.
+_librdkafka_log.addHandler(logging.NullHandler())
+_FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 
 #: librdkafka says this much about its own errors; anything not retriable is terminal.
 _ALWAYS_TRANSIENT = {
@@ -53,6 +57,12 @@ def wrap_kafka_error(error: KafkaError | KafkaException, action: str) -> BusErro
     err = error.args[0] if isinstance(error, KafkaException) else error
     if not isinstance(err, KafkaError):  # KafkaException raised with a plain message
         return TerminalBusError(f"{action} failed: {err}")
+    if err.code() in _FENCED:
+        return TerminalBusError(
+            f"{action} failed: this producer was fenced by a newer instance with the same"
+            " transactional id (another process of this stage took over); stopping",
+            code=err.name(),
+        )
     message = f"{action} failed: {err.str()} ({err.name()})"
     transient = not err.fatal() and (err.retriable() or err.code() in _ALWAYS_TRANSIENT)
     kind = TransientBusError if transient else TerminalBusError
@@ -94,6 +104,13 @@ def create_topics(
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise wrap_kafka_error(exc, f"creating topic {name}") from None
+        except TimeoutError:
+            raise TransientBusError(
+                f"Kafka at {bootstrap} did not answer within {timeout:.0f}s while creating "
+                f"topic {name}: is it running and reachable (kafka.bootstrap_servers, "
+                "security settings)? `dataplump kafka status -c FILE` checks it",
+                code="_TIMED_OUT",
+            ) from None
     return created
 
 

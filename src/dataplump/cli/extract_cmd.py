@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from difflib import get_close_matches
 from pathlib import Path
 
 import typer
@@ -64,7 +65,11 @@ def extract(
         pipeline = load_config(config)
         unknown = [name for name in table if name not in pipeline.tables]
         if unknown:
-            fail(f"no table {unknown[0]!r} in {config} (tables: {', '.join(pipeline.tables)})")
+            close = get_close_matches(unknown[0], list(pipeline.tables), n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            fail(
+                f"no table `{unknown[0]}` in {config}; {hint}(tables: {', '.join(pipeline.tables)})"
+            )
         bootstrap = bootstrap_for(pipeline, say=console.print)
         counts: dict[str, TableCounts] = {}
         with Live(_table(counts, "extracting"), console=console, transient=True) as live:

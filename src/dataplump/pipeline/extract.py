@@ -68,6 +68,8 @@ class TableCounts:
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     watermark: str | None = None
+    resume: Watermark | None = None
+    """Where the next read starts: the last committed watermark."""
 
     @property
     def seconds(self) -> float:
@@ -114,31 +116,37 @@ class Extractor:
             extra=self._client,
         )
         ensure_state_topic(
-            self.bootstrap, self.state_topic, replication_factor=topic.replication_factor
+            self.bootstrap,
+            self.state_topic,
+            replication_factor=topic.replication_factor,
+            extra=self._client,
         )
 
     def run_once(self, tables: Sequence[str] | None = None) -> list[TableCounts]:
         """Read every table (or ``tables``) up to its current end; return the counts."""
         self.prepare()
-        state = read_state(self.bootstrap, self.state_topic)
-        return [self.extract_table(name, state.get(name)) for name in tables or self.config.tables]
+        return [self.extract_table(name) for name in tables or self.config.tables]
 
-    def extract_table(self, table: str, stored: dict[str, Any] | None) -> TableCounts:
-        """Extract one table from its stored state up to the current end of the source."""
+    def extract_table(self, table: str) -> TableCounts:
+        """Extract one table from its stored watermark up to the current end of the source."""
         counts = TableCounts(table)
         config = self.config.tables[table]
-        since = _resume_point(config.mode, stored)
         contract = self.config.contract(table)
+        # The producer first: init_transactions fences every other extractor of this table
+        # and aborts its open transaction, so the watermark read next is the last one
+        # anybody will commit for it.
         producer = Producer(
             self.bootstrap,
             transactional_id=f"dataplump.{self.config.name}.extract.{table}",
             extra=self._client,
         )
+        stored = read_state(self.bootstrap, self.state_topic, extra=self._client).get(table)
+        counts.resume = _resume_point(config.mode, stored)
         with open_source(self.config.source, table, config) as source:
             attempt = 1
             while True:
                 try:
-                    since = self._read(source, producer, contract, since, counts)
+                    self._read(source, producer, contract, counts)
                     break
                 except TransientError as exc:
                     if attempt >= MAX_ATTEMPTS:
@@ -146,7 +154,7 @@ class Extractor:
                     counts.retries += 1
                     delay = min(30.0, 0.5 * 2**attempt)
                     log.warning(
-                        "%s: %s; retrying from the last committed batch in %.0fs (attempt %d/%d)",
+                        "%s: %s; retrying after the last committed batch in %.0fs (attempt %d/%d)",
                         table,
                         exc,
                         delay,
@@ -160,15 +168,10 @@ class Extractor:
         return counts
 
     def _read(
-        self,
-        source: Source,
-        producer: Producer,
-        contract: Contract | None,
-        since: Watermark | None,
-        counts: TableCounts,
-    ) -> Watermark | None:
-        """One pass over the source from ``since``; returns the last committed watermark."""
-        table = source.table
+        self, source: Source, producer: Producer, contract: Contract | None, counts: TableCounts
+    ) -> None:
+        """One pass over the source after ``counts.resume``, which follows every commit."""
+        table, since = source.table, counts.resume
         with source.read(since) as read:
             for warning in read.warnings:
                 with producer.transaction():
@@ -187,7 +190,7 @@ class Extractor:
             if read.watermark is not None and read.watermark != since:  # a capped watermark
                 with producer.transaction():
                     self._write_watermark(producer, source, read.watermark, complete=False)
-                since = read.watermark
+                since = counts.resume = read.watermark
             # Checking and encoding (DuckDB, Polars: no GIL) run in the reader thread, so
             # they overlap with producing the previous batch here.
             checked_batches = (_check(source, contract, batch) for batch in read)
@@ -195,14 +198,13 @@ class Extractor:
                 with producer.transaction():
                     self._produce_checked(producer, source, contract, checked, counts)
                     self._write_watermark(producer, source, checked.watermark, complete=False)
-                since = checked.watermark
+                since = counts.resume = checked.watermark
                 counts.batches += 1
                 counts.watermark = str(since)
                 self.on_progress(counts)
             if source.config.mode == "full":
                 with producer.transaction():
                     self._write_watermark(producer, source, since, complete=True)
-        return since
 
     def _produce_checked(
         self,
