@@ -60,7 +60,8 @@ def wrap_kafka_error(error: KafkaError | KafkaException, action: str) -> BusErro
     if err.code() in _FENCED:
         return TerminalBusError(
             f"{action} failed: this producer was fenced by a newer instance with the same"
-            " transactional id (another process of this stage took over); stopping",
+            f" transactional id (another process of this stage took over); stopping"
+            f" ({err.name()})",
             code=err.name(),
         )
     message = f"{action} failed: {err.str()} ({err.name()})"
