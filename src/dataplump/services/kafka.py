@@ -393,8 +393,8 @@ class KafkaManager:
             java,
             "kafka.tools.StorageTool",
             "format",
-            "--cluster-id",
-            cluster_id,
+            # One token: a base64 id may begin with "-", which argparse4j would read as a flag.
+            f"--cluster-id={cluster_id}",
             "--config",
             str(self._properties_file),
             "--ignore-formatted",

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from dataplump.bus.kafka import Producer, consume_batch, consumer, create_topics
+from dataplump.services import kafka as kafka_service
 from dataplump.services.kafka import free_port, port_is_free
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
@@ -196,3 +197,15 @@ def test_broken_pipeline_file_is_refused(tmp_path: Path) -> None:
     result = cli("kafka", "up", "-c", str(bad))
     assert result.returncode == 1
     assert "dataplump config check" in result.stderr
+
+
+def test_cluster_id_beginning_with_a_dash_formats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One random cluster id in 64 begins with "-": the tool must not read it as a flag."""
+    monkeypatch.setattr(kafka_service, "_kafka_uuid", lambda: "-AbCdEfGhIjKlMnOpQrStU")
+    manager = kafka_service.KafkaManager(data_dir=tmp_path / "broker", port=free_port())
+    manager._write_configs(free_port())
+    manager._format_storage(kafka_service.find_java())
+    meta = (manager._log_dirs / "meta.properties").read_text()
+    assert "cluster.id=-AbCdEfGhIjKlMnOpQrStU" in meta
