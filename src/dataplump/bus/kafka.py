@@ -80,6 +80,28 @@ def client_config(bootstrap: str, extra: Mapping[str, str] | None = None) -> dic
     return {**base, **(extra or {})}
 
 
+_REFUSED = frozenset(
+    {KafkaError._AUTHENTICATION, KafkaError._SSL, KafkaError.SASL_AUTHENTICATION_FAILED}
+)
+
+
+class _ClientErrors:
+    """What librdkafka reports about a client's connections (its ``error_cb``).
+
+    A refused login or TLS handshake is only reported there: requests just wait out
+    their timeout. Watching it lets a caller stop at once with the real reason.
+    """
+
+    def __init__(self) -> None:
+        self.last: KafkaError | None = None
+        self.refused: KafkaError | None = None
+
+    def __call__(self, err: KafkaError) -> None:
+        self.last = err
+        if err.code() in _REFUSED:
+            self.refused = err
+
+
 def create_topics(
     bootstrap: str,
     names: Iterable[str],
@@ -90,28 +112,46 @@ def create_topics(
     extra: Mapping[str, str] | None = None,
     timeout: float = 30.0,
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
-    admin = AdminClient(client_config(bootstrap, extra))
+    """Create the topics that do not exist yet; return the names created.
+
+    A refused login or TLS handshake is a :class:`TerminalBusError` as soon as
+    librdkafka reports it; no answer within ``timeout`` is a :class:`TransientBusError`.
+    """
     wanted = [
         NewTopic(name, partitions, replication_factor, config=dict(config or {})) for name in names
     ]
     if not wanted:
         return []
+    errors = _ClientErrors()
+    conf = client_config(bootstrap, extra)
+    conf["error_cb"] = errors
+    admin = AdminClient(conf)
+    deadline = time.monotonic() + timeout
     created = []
     for name, future in admin.create_topics(wanted, operation_timeout=timeout).items():
+        while not future.done():
+            admin.poll(0.1)  # serves error_cb
+            if errors.refused is not None:
+                err = errors.refused
+                raise TerminalBusError(
+                    f"Kafka at {bootstrap} refused the connection: {err.str()} ({err.name()}); "
+                    "check kafka.security_protocol and the SASL/TLS settings",
+                    code=err.name(),
+                )
+            if time.monotonic() > deadline:
+                last = f" (last error: {errors.last.str()})" if errors.last is not None else ""
+                raise TransientBusError(
+                    f"Kafka at {bootstrap} did not answer within {timeout:.0f}s while creating "
+                    f"topic {name}{last}: is it running and reachable (kafka.bootstrap_servers, "
+                    "security settings)? `dataplump kafka status -c FILE` checks it",
+                    code="_TIMED_OUT",
+                )
         try:
-            future.result(timeout=timeout)
+            future.result()
             created.append(name)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise wrap_kafka_error(exc, f"creating topic {name}") from None
-        except TimeoutError:
-            raise TransientBusError(
-                f"Kafka at {bootstrap} did not answer within {timeout:.0f}s while creating "
-                f"topic {name}: is it running and reachable (kafka.bootstrap_servers, "
-                "security settings)? `dataplump kafka status -c FILE` checks it",
-                code="_TIMED_OUT",
-            ) from None
     return created
 
 

@@ -6,7 +6,7 @@ For each batch the source yields, one Kafka transaction holds:
 - the invalid rows, on ``<pipeline>.<table>.dlq``, with the original value and
   ``dp.error.*`` headers carrying every broken rule;
 - one alert event summarising the batch's rejects, on ``<pipeline>.alerts``;
-- the table's new watermark, on the compacted ``<pipeline>.extract.state``.
+- the table's new watermark, on the compacted ``<pipeline>.<table>.extract-state``.
 
 So a read_committed consumer sees a batch's rows exactly when the watermark after
 them is stored: kill the stage at any moment and a restart resumes after the last
@@ -40,7 +40,7 @@ from dataplump.contracts import BatchRejectedError, CheckResult, Contract
 from dataplump.errors import TransientError
 from dataplump.notify.events import error_alert, produce_alert, records_alert
 from dataplump.pipeline import topics
-from dataplump.pipeline.state import ensure_state_topic, read_state, write_state
+from dataplump.pipeline.state import ensure_state_topics, read_state, write_state
 from dataplump.sources import Source, Watermark, open_source
 
 log = logging.getLogger(__name__)
@@ -100,13 +100,16 @@ class Extractor:
         self.on_progress = on_progress or (lambda _counts: None)
         self._client = config.kafka.client_config(bootstrap)
         self._client.pop("bootstrap.servers")
-        self.state_topic = topics.extract_state(config.name)
 
-    def prepare(self) -> None:
-        """Create the stage's topics where missing (partitions and replication from config)."""
+    def prepare(self, tables: Sequence[str] | None = None) -> None:
+        """Create the topics of every table (or ``tables``) where missing.
+
+        Partitions and replication come from the config.
+        """
         topic = self.config.kafka.topic
+        selected = tables or list(self.config.tables)
         names = [topics.alerts(self.config.name)]
-        for table in self.config.tables:
+        for table in selected:
             names += [topics.active(self.config.name, table), topics.dlq(self.config.name, table)]
         create_topics(
             self.bootstrap,
@@ -115,17 +118,18 @@ class Extractor:
             replication_factor=topic.replication_factor,
             extra=self._client,
         )
-        ensure_state_topic(
+        ensure_state_topics(
             self.bootstrap,
-            self.state_topic,
+            [topics.extract_state(self.config.name, table) for table in selected],
             replication_factor=topic.replication_factor,
             extra=self._client,
         )
 
     def run_once(self, tables: Sequence[str] | None = None) -> list[TableCounts]:
         """Read every table (or ``tables``) up to its current end; return the counts."""
-        self.prepare()
-        return [self.extract_table(name) for name in tables or self.config.tables]
+        selected = list(tables or self.config.tables)
+        self.prepare(selected)
+        return [self.extract_table(name) for name in selected]
 
     def extract_table(self, table: str) -> TableCounts:
         """Extract one table from its stored watermark up to the current end of the source."""
@@ -140,7 +144,8 @@ class Extractor:
             transactional_id=f"dataplump.{self.config.name}.extract.{table}",
             extra=self._client,
         )
-        stored = read_state(self.bootstrap, self.state_topic, extra=self._client).get(table)
+        state_topic = topics.extract_state(self.config.name, table)
+        stored = read_state(self.bootstrap, state_topic, extra=self._client).get(table)
         counts.resume = _resume_point(config.mode, stored)
         with open_source(self.config.source, table, config) as source:
             attempt = 1
@@ -274,7 +279,7 @@ class Extractor:
     ) -> None:
         write_state(
             producer,
-            self.state_topic,
+            topics.extract_state(self.config.name, source.table),
             source.table,
             {
                 "mode": source.config.mode,

@@ -28,6 +28,11 @@ def alerts(pipeline: str) -> str:
     return f"{pipeline}.alerts"
 
 
-def extract_state(pipeline: str) -> str:
-    """Compacted topic of extraction watermarks, one key per table."""
-    return f"{pipeline}.extract.state"
+def extract_state(pipeline: str, table: str) -> str:
+    """Compacted topic of ``table``'s extraction watermark.
+
+    One topic per table: a transaction another table's extractor left open (killed
+    mid-batch) holds back the last stable offset of the topic it wrote to, and would
+    otherwise keep this table's reader waiting until the broker aborts it.
+    """
+    return f"{pipeline}.{table}.extract-state"

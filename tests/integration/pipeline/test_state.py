@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import pytest
 
 from dataplump.bus.kafka import Producer
-from dataplump.pipeline.state import ensure_state_topic, read_state, write_state
+from dataplump.pipeline.state import ensure_state_topics, read_state, write_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 
 
 def test_last_committed_value_per_key_wins(kafka_bootstrap: str) -> None:
     topic = f"test.state.{uuid.uuid4().hex[:8]}"
-    ensure_state_topic(kafka_bootstrap, topic)
+    ensure_state_topics(kafka_bootstrap, [topic])
     assert read_state(kafka_bootstrap, topic) == {}
 
     producer = Producer(kafka_bootstrap, transactional_id=f"tx-{uuid.uuid4().hex}")
@@ -32,3 +34,27 @@ def test_last_committed_value_per_key_wins(kafka_bootstrap: str) -> None:
         "orders": {"cursor": "2024-01-02T00:00:00+00:00", "pk": [7]},
         "customers": {"pk": [10]},
     }
+
+
+def test_a_value_committed_behind_an_open_transaction_is_waited_for(kafka_bootstrap: str) -> None:
+    """An open transaction holds the last stable offset back; a value another writer
+    committed after it must still be read, once that transaction ends."""
+    topic = f"test.state.{uuid.uuid4().hex[:8]}"
+    ensure_state_topics(kafka_bootstrap, [topic])
+    stuck = Producer(kafka_bootstrap, transactional_id=f"tx-{uuid.uuid4().hex}")
+    stuck.begin()
+    write_state(stuck, topic, "refunds", {"pk": [99]})
+    stuck.flush()
+    writer = Producer(kafka_bootstrap, transactional_id=f"tx-{uuid.uuid4().hex}")
+    with writer.transaction():
+        write_state(writer, topic, "orders", {"pk": [7]})
+
+    ending = threading.Timer(2.0, stuck.abort)
+    ending.start()
+    started = time.monotonic()
+    try:
+        state = read_state(kafka_bootstrap, topic)
+    finally:
+        ending.join()
+    assert state == {"orders": {"pk": [7]}}
+    assert time.monotonic() - started >= 1.5

@@ -1,0 +1,1 @@
+"""Fault injection on real services: kill -9, concurrent stages, open transactions."""

@@ -1,0 +1,1 @@
+"""Helpers shared by tests on real services (no fakes: real databases, real Kafka)."""

@@ -1,0 +1,265 @@
+"""The `orders` table on a real database, its pipeline file, and `dataplump extract` as a process.
+
+Row ``i`` of ``orders`` is a pure function of ``i`` (:func:`amount`, :func:`status`,
+:func:`updated_at`), so a test knows which rows the contract must accept and which
+it must reject without reading the database back:
+
+- ``amount`` is a ``decimal(10,2)`` with a trailing zero (``"12.10"``), negative for
+  ``i % 20 == 7`` (5% of the rows break ``min: 0``);
+- ``status`` is ``new`` or ``paid``, and ``lost`` for ``i % 60 == 7`` (those rows
+  break ``accepted_values`` too: two reasons);
+- ``updated_at`` grows with ``i`` but :data:`TIES` consecutive rows share one value,
+  so incremental batches end in the middle of a group of equal cursor values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+Kind = Literal["sqlite", "postgres", "mariadb"]
+
+BASE = datetime(2024, 1, 1, tzinfo=UTC)
+TIES = 7
+"""Consecutive rows sharing one ``updated_at`` value."""
+
+
+def is_valid(i: int) -> bool:
+    """Row ``i`` meets the contract of :func:`orders_contract`."""
+    return i % 20 != 7
+
+
+def amount(i: int) -> Decimal:
+    """``amount`` of row ``i``: scale 2, a trailing zero, negative for invalid rows."""
+    if not is_valid(i):
+        return Decimal(f"-{1 + i % 9}.50")
+    return Decimal(f"{i % 1000}.10")
+
+
+def status(i: int) -> str:
+    """``status`` of row ``i``."""
+    if i % 60 == 7:
+        return "lost"
+    return "new" if i % 2 else "paid"
+
+
+def updated_at(i: int) -> datetime:
+    """``updated_at`` of row ``i`` (UTC): shared by :data:`TIES` rows, with microseconds."""
+    return BASE + timedelta(seconds=i // TIES, microseconds=250_000)
+
+
+def broken_rules(i: int) -> set[tuple[str, str]]:
+    """(rule, column) pairs row ``i`` breaks."""
+    broken = set()
+    if not is_valid(i):
+        broken.add(("min", "amount"))
+    if status(i) == "lost":
+        broken.add(("accepted_values", "status"))
+    return broken
+
+
+def orders_contract(kind: Kind, *, version: str = "3") -> dict[str, Any]:
+    """The contract of ``orders``: ``min`` on amount, ``accepted_values`` on status."""
+    return {
+        "version": version,
+        "owner": "@orders-team",
+        "columns": {
+            "id": {"type": "int64", "not_null": True},
+            "amount": {"type": "decimal(10,2)", "min": 0},
+            "status": {"type": "string", "accepted_values": ["new", "paid"]},
+            "updated_at": {
+                "type": "timestamp" if kind == "sqlite" else "timestamptz",
+                "not_null": True,
+            },
+        },
+    }
+
+
+@dataclass
+class OrdersDb:
+    """The ``orders`` table on one fresh database."""
+
+    kind: Kind
+    url: str
+    engine: sa.Engine = field(init=False)
+
+    def __post_init__(self) -> None:
+        args: dict[str, Any] = {}
+        if self.kind == "mariadb":  # naive datetimes written to TIMESTAMP columns are UTC
+            args["connect_args"] = {"init_command": "SET time_zone = '+00:00'"}
+        self.engine = sa.create_engine(self.url, poolclass=NullPool, **args)
+
+    def create(self, table: str = "orders") -> None:
+        """Create the (empty) table; a SQLite database is switched to WAL, so rows can be
+        inserted while the extractor reads."""
+        ts = {"sqlite": "TIMESTAMP", "postgres": "timestamptz", "mariadb": "TIMESTAMP(6)"}
+        text = "VARCHAR(20)" if self.kind == "mariadb" else "TEXT"
+        key = "INTEGER" if self.kind == "sqlite" else "BIGINT"
+        with self.engine.begin() as conn:
+            if self.kind == "sqlite":
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            conn.exec_driver_sql(
+                f"CREATE TABLE {table} (id {key} NOT NULL PRIMARY KEY, amount NUMERIC(10,2),"
+                f" status {text}, updated_at {ts[self.kind]} NOT NULL)"
+            )
+
+    def insert(self, ids: Iterable[int], table: str = "orders") -> None:
+        """Insert rows :func:`order` describes."""
+        rows = [
+            {"id": i, "amount": self._amount(i), "status": status(i), "ts": self._ts(i)}
+            for i in ids
+        ]
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO {table} (id, amount, status, updated_at)"  # noqa: S608
+                    " VALUES (:id, :amount, :status, :ts)"
+                ),
+                rows,
+            )
+
+    def _amount(self, i: int) -> Any:
+        return str(amount(i)) if self.kind == "sqlite" else amount(i)
+
+    def _ts(self, i: int) -> Any:
+        value = updated_at(i)
+        if self.kind == "postgres":
+            return value
+        naive = value.replace(tzinfo=None)
+        return naive.strftime("%Y-%m-%d %H:%M:%S.%f") if self.kind == "sqlite" else naive
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def orders_table(
+    kind: Kind, *, mode: str, batch_size: int, contract: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``tables.orders`` entry of a pipeline file."""
+    table: dict[str, Any] = {
+        "primary_key": "id",
+        "mode": mode,
+        "batch_size": batch_size,
+        "contract": dict(contract) if contract is not None else orders_contract(kind),
+    }
+    if mode == "incremental":
+        table["cursor"] = "updated_at"
+    return table
+
+
+def write_pipeline(
+    path: Path, *, name: str, url: str, bootstrap: str, tables: Mapping[str, Any]
+) -> Path:
+    """Write a pipeline file (JSON, which is YAML) naming an existing Kafka cluster."""
+    config = {
+        "pipeline": {"name": name},
+        "source": {"url": url},
+        "kafka": {"bootstrap_servers": bootstrap},
+        "tables": dict(tables),
+    }
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+# --- the CLI as a process -------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DATAPLUMP__") and k != "DATAPLUMP_CONFIG"
+    }
+    env.update({"NO_COLOR": "1", "COLUMNS": "200", "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+def extract_command(config: Path, *args: str) -> list[str]:
+    """``python -m dataplump extract -c CONFIG --once ARGS`` with this interpreter."""
+    return [sys.executable, "-m", "dataplump", "extract", "-c", str(config), "--once", *args]
+
+
+@dataclass
+class CliResult:
+    """How one ``dataplump`` process ended."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+    def describe(self) -> str:
+        return (
+            f"exit {self.returncode} after {self.seconds:.1f}s\n--- stdout\n{self.stdout}"
+            f"--- stderr\n{self.stderr}"
+        )
+
+
+class Extraction:
+    """One ``dataplump extract --once`` process; output goes to files (no pipe to fill)."""
+
+    def __init__(self, config: Path, *args: str, logs: Path, label: str = "extract") -> None:
+        logs.mkdir(parents=True, exist_ok=True)
+        stamp = time.monotonic_ns()
+        self._out = logs / f"{label}-{stamp}.out"
+        self._err = logs / f"{label}-{stamp}.err"
+        self.started = time.monotonic()
+        with self._out.open("w") as out, self._err.open("w") as err:
+            self.process = subprocess.Popen(
+                extract_command(config, *args),
+                stdout=out,
+                stderr=err,
+                cwd=config.parent,
+                env=_env(),
+                text=True,
+            )
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def wait(self, timeout: float = 120.0) -> CliResult:
+        """Wait for the end (killing the process if it outlives ``timeout``)."""
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            result = self._result(self.process.returncode)
+            raise AssertionError(f"dataplump extract hung: {result.describe()}") from None
+        return self._result(code)
+
+    def kill(self) -> CliResult:
+        """SIGKILL: no cleanup of any kind runs in the process."""
+        self.process.kill()
+        return self._result(self.process.wait())
+
+    def _result(self, code: int) -> CliResult:
+        return CliResult(
+            code,
+            self._out.read_text(),
+            self._err.read_text(),
+            time.monotonic() - self.started,
+        )
+
+
+def run_extract(config: Path, *args: str, logs: Path, timeout: float = 120.0) -> CliResult:
+    """Run ``dataplump extract --once`` to its end."""
+    return Extraction(config, *args, logs=logs).wait(timeout)
