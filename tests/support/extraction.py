@@ -78,7 +78,7 @@ def orders_contract(kind: Kind, *, version: str = "3") -> dict[str, Any]:
         "columns": {
             "id": {"type": "int64", "not_null": True},
             "amount": {"type": "decimal(10,2)", "min": 0},
-            "status": {"type": "string", "accepted_values": ["new", "paid"]},
+            "status": {"type": "string", "owner": "@shop-ops", "accepted_values": ["new", "paid"]},
             "updated_at": {
                 "type": "timestamp" if kind == "sqlite" else "timestamptz",
                 "not_null": True,

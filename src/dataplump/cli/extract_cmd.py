@@ -48,8 +48,12 @@ def extract(
     once: bool = typer.Option(
         False, "--once", help="Read up to the current end of each table, then exit."
     ),
-    interval: float = typer.Option(
-        10.0, "--interval", min=0.1, help="Seconds between polls when running without --once."
+    interval: float | None = typer.Option(
+        None,
+        "--interval",
+        min=0.1,
+        help="Seconds between polls when running without --once."
+        " [default: `extract.poll_interval`, 10]",
     ),
 ) -> None:
     """Read source tables, validate every row against its contract, write Kafka topics.
@@ -83,7 +87,7 @@ def extract(
                 extractor.run_once(table or None)
                 if once:
                     break
-                time.sleep(interval)
+                time.sleep(pipeline.extract.poll_interval if interval is None else interval)
     except DataPlumpError as exc:
         fail(str(exc))
     except KeyboardInterrupt:

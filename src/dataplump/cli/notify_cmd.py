@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import signal
 import sys
 import threading
@@ -14,6 +13,7 @@ from rich.logging import RichHandler
 
 from dataplump.cli.output import console, err_console, fail
 from dataplump.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_FILE, ConfigError, load_config
+from dataplump.config import models as config_models
 from dataplump.errors import DataPlumpError, TransientBusError
 from dataplump.notify.incidents import GroupingPolicy
 from dataplump.notify.service import Notifier, RetryPolicy, RunReport
@@ -41,21 +41,18 @@ ConfigOption = typer.Option(
     show_default=True,
 )
 UNDELIVERED_EXIT = 3
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*", re.IGNORECASE)
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(text: str) -> float:
     """``30s``, ``5m``, ``4h``, ``1d``, ``250ms`` or plain seconds, as seconds."""
-    match = _DURATION.fullmatch(text)
-    if match is None:
-        raise typer.BadParameter(f"expected a duration such as 30s, 5m, 4h or 1d, got {text!r}")
-    number, unit = match.groups()
-    return float(number) * _UNIT[(unit or "s").lower()]
+    try:
+        return config_models.parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
-def _duration(default: str, flag: str, help_text: str) -> float:
-    option: float = typer.Option(
+def _duration(default: str | None, flag: str, help_text: str) -> float | None:
+    option: float | None = typer.Option(
         default, flag, parser=parse_duration, metavar="DURATION", help=help_text
     )
     return option
@@ -110,19 +107,31 @@ def notify(
         "--bootstrap",
         help="Kafka bootstrap servers, instead of the pipeline file's (or the managed broker's).",
     ),
-    group_wait: float = _duration(
-        "30s", "--group-wait", "A new incident waits this long for more events before paging."
+    group_wait: float | None = _duration(
+        None,
+        "--group-wait",
+        "A new incident waits this long for more events before paging."
+        " [default: `notify.grouping.group_wait`, 30s]",
     ),
-    group_interval: float = _duration(
-        "5m", "--group-interval", "At most one update per incident per this interval."
+    group_interval: float | None = _duration(
+        None,
+        "--group-interval",
+        "At most one update per incident per this interval."
+        " [default: `notify.grouping.group_interval`, 5m]",
     ),
-    repeat_interval: float = _duration(
-        "4h", "--repeat-interval", "Notify an open incident again after this long."
+    repeat_interval: float | None = _duration(
+        None,
+        "--repeat-interval",
+        "Notify an open incident again after this long."
+        " [default: `notify.grouping.repeat_interval`, 4h]",
     ),
-    resolve_after: float = _duration(
-        "1h", "--resolve-after", "An incident without events for this long is resolved."
+    resolve_after: float | None = _duration(
+        None,
+        "--resolve-after",
+        "An incident without events for this long is resolved."
+        " [default: `notify.grouping.resolve_after`, 1h]",
     ),
-    retry_for: float = _duration(
+    retry_for: float | None = _duration(
         "60s",
         "--retry-for",
         "With --once: retry each notification this long, then keep it for the next run.",
@@ -135,8 +144,14 @@ def notify(
         pipeline = load_config(config)
     except ConfigError as exc:
         fail(f"{exc} (run `dataplump config check -c {config}`)")
+    grouping = pipeline.notify.grouping
     try:
-        policy = GroupingPolicy(group_wait, group_interval, repeat_interval, resolve_after)
+        policy = GroupingPolicy(
+            grouping.group_wait if group_wait is None else group_wait,
+            grouping.group_interval if group_interval is None else group_interval,
+            grouping.repeat_interval if repeat_interval is None else repeat_interval,
+            grouping.resolve_after if resolve_after is None else resolve_after,
+        )
     except ValueError as exc:
         fail(str(exc))
     retry = RetryPolicy(give_up_after=retry_for if once else None)

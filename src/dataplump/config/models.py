@@ -61,7 +61,26 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 _SECRET_PROPERTY = re.compile(r"password|secret|token|credential|private", re.IGNORECASE)
 
 
-def conflict(message: str, *at: str) -> PydanticCustomError:
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*", re.IGNORECASE)
+_DURATION_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from ``30s``, ``5m``, ``4h``, ``1d``, ``250ms`` or a plain number of seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"expected a duration such as 30s, 5m, 4h or 1d, got {value!r}")
+    number, unit = match.groups()
+    return float(number) * _DURATION_UNIT[(unit or "s").lower()]
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0, allow_inf_nan=False)]
+"""A duration: a number of seconds, or text with a unit (`30s`, `5m`, `4h`, `1d`)."""
+
+
+def conflict(message: str, *at: str | int) -> PydanticCustomError:
     """A contradictory-config error; ``at`` is the key path below the model to blame."""
     return PydanticCustomError("config_conflict", "{message}", {"message": message, "at": at})
 
@@ -378,6 +397,12 @@ class WebhookChannel(_Model):
     url: SecretStr
     """URL to POST alerts to. Secret (it often carries a token)."""
 
+    name: OptionalStr = None
+    """Name of the channel in logs and reports; default: its kind (`webhook`, `webhook#2`)."""
+    owners: tuple[str, ...] | None = None
+    """Deliver only alerts owned by one of these (contract, column or rule `owner`);
+    default: every alert."""
+
 
 class SlackChannel(_Model):
     """Alerts posted to a Slack channel through an incoming webhook."""
@@ -386,6 +411,12 @@ class SlackChannel(_Model):
     """Channel kind."""
     webhook_url: SecretStr
     """Slack incoming-webhook URL (`https://hooks.slack.com/services/...`). Secret."""
+
+    name: OptionalStr = None
+    """Name of the channel in logs and reports; default: its kind (`webhook`, `webhook#2`)."""
+    owners: tuple[str, ...] | None = None
+    """Deliver only alerts owned by one of these (contract, column or rule `owner`);
+    default: every alert."""
 
 
 class EmailChannel(_Model):
@@ -406,10 +437,31 @@ class EmailChannel(_Model):
     to: tuple[str, ...] = Field(min_length=1)
     """Recipient addresses."""
 
+    name: OptionalStr = None
+    """Name of the channel in logs and reports; default: its kind (`webhook`, `webhook#2`)."""
+    owners: tuple[str, ...] | None = None
+    """Deliver only alerts owned by one of these (contract, column or rule `owner`);
+    default: every alert."""
+
 
 Channel = Annotated[
     LogChannel | WebhookChannel | SlackChannel | EmailChannel, Field(discriminator="kind")
 ]
+
+
+class GroupingConfig(_Model):
+    """``notify.grouping:`` — when an incident (alerts of one table, stage and problem)
+    notifies, in the way Grafana's alert grouping works."""
+
+    group_wait: Seconds = 30.0
+    """A new incident waits this long for more events before its first notification."""
+    group_interval: Seconds = 300.0
+    """At most one update per incident per this interval."""
+    repeat_interval: Seconds = 4 * 3600.0
+    """An open incident is notified again after this long without a notification."""
+    resolve_after: Seconds = 3600.0
+    """An incident without events for this long is resolved (one last notification).
+    Make it longer than the gap between runs of a batch pipeline."""
 
 
 class NotifyConfig(_Model):
@@ -417,6 +469,26 @@ class NotifyConfig(_Model):
 
     channels: tuple[Channel, ...] = (LogChannel(),)
     """Channels, each chosen by `kind`: `log`, `webhook`, `slack` or `email`."""
+    grouping: GroupingConfig = Field(default_factory=dict, validate_default=True)
+    """When incidents notify (group wait, update interval, repeat, resolve)."""
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> NotifyConfig:
+        seen: set[str] = set()
+        for i, channel in enumerate(self.channels):
+            name = getattr(channel, "name", None)
+            if name is not None:
+                if name in seen:
+                    raise conflict(f"two channels are named `{name}`", "channels", i, "name")
+                seen.add(name)
+        return self
+
+
+class ExtractConfig(_Model):
+    """``extract:`` — how the extraction stage runs."""
+
+    poll_interval: Annotated[Seconds, Field(ge=0.1)] = 10.0
+    """Time between reads of the source when `dataplump extract` runs without `--once`."""
 
 
 class PresentConfig(_Model):
@@ -441,6 +513,8 @@ class PipelineConfig(_Model):
     """Source tables to move, by name (at least one)."""
     kafka: KafkaConfig = Field(default_factory=dict, validate_default=True)
     """The Kafka cluster, or the managed local broker."""
+    extract: ExtractConfig = Field(default_factory=dict, validate_default=True)
+    """How the extraction stage runs."""
     transform: TransformConfig = Field(default_factory=dict, validate_default=True)
     """Transform engine and steps."""
     sink: SinkConfig = Field(default_factory=dict, validate_default=True)

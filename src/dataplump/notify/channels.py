@@ -34,7 +34,7 @@ from pydantic import SecretStr
 from dataplump import __version__
 from dataplump.config import models as config_models
 from dataplump.notify.errors import NotifyError, TerminalNotifyError, TransientNotifyError
-from dataplump.notify.incidents import Notification
+from dataplump.notify.incidents import Incident, Notification
 from dataplump.notify.render import email_message, slack_payload, summary, webhook_payload
 
 log = logging.getLogger("dataplump.notify")
@@ -55,8 +55,15 @@ class Channel(ABC):
 
     kind: ClassVar[str]
 
+    owners: frozenset[str] | None = None
+    """Deliver only incidents of one of these owners; None (the default): every incident."""
+
     def __init__(self, name: str | None = None) -> None:
         self.name = name or self.kind
+
+    def wants(self, incident: Incident) -> bool:
+        """Whether this channel delivers ``incident`` (routing by owner)."""
+        return self.owners is None or not self.owners.isdisjoint(incident.everyone)
 
     @abstractmethod
     def send(self, notification: Notification) -> None:
@@ -343,7 +350,9 @@ def _text(value: bytes | str) -> str:
 def build_channels(config: config_models.NotifyConfig) -> list[Channel]:
     """The channels of ``notify.channels``, the ``log`` channel first and always.
 
-    Names are the kind, with ``#2``, ``#3`` for more channels of one kind, in file order.
+    Names are the configured ``name``, else the kind, with ``#2``, ``#3`` for more
+    channels of one kind, in file order. A channel with ``owners`` delivers only the
+    incidents of those owners.
     """
     channels: list[Channel] = [LoggingChannel()]
     seen: dict[str, int] = {"log": 1}
@@ -351,7 +360,9 @@ def build_channels(config: config_models.NotifyConfig) -> list[Channel]:
         if isinstance(entry, config_models.LogChannel):
             continue
         seen[entry.kind] = seen.get(entry.kind, 0) + 1
-        name = entry.kind if seen[entry.kind] == 1 else f"{entry.kind}#{seen[entry.kind]}"
+        name = entry.name or (
+            entry.kind if seen[entry.kind] == 1 else f"{entry.kind}#{seen[entry.kind]}"
+        )
         if isinstance(entry, config_models.WebhookChannel):
             channels.append(HttpWebhookChannel(entry.url, name=name))
         elif isinstance(entry, config_models.SlackChannel):
@@ -368,6 +379,8 @@ def build_channels(config: config_models.NotifyConfig) -> list[Channel]:
                     name=name,
                 )
             )
+        if entry.owners is not None:
+            channels[-1].owners = frozenset(entry.owners)
     return channels
 
 

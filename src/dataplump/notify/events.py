@@ -137,6 +137,8 @@ class AlertEvent(BaseModel):
     """Version of the contract the records were checked against."""
     owner: OptionalText = None
     """Team or person responsible for the table, for routing (e.g. `@data-team`)."""
+    owners: Annotated[tuple[Text, ...], Field(max_length=20)] = ()
+    """Owners of the broken rules (rule, column or contract `owner`), for routing."""
     first_seen: AwareDatetime
     """When the first record or failure of this event was seen."""
     last_seen: AwareDatetime
@@ -230,6 +232,7 @@ def records_alert(
     contract_version: str | None = None,
     kept_in: str | None = None,
     owner: str | None = None,
+    owners: Iterable[str] = (),
     run_id: str | None = None,
     first_seen: datetime | None = None,
     last_seen: datetime | None = None,
@@ -258,6 +261,7 @@ def records_alert(
         sample_keys=tuple(_key(k) for k in keys),
         contract_version=contract_version,
         owner=owner,
+        owners=tuple(dict.fromkeys(owners)),
         first_seen=first,
         last_seen=last_seen or first,
         run_id=run_id,

@@ -97,6 +97,8 @@ class Incident:
     contract_versions: list[str] = field(default_factory=list)
     """Contract versions seen, oldest first (at most 5)."""
     owner: str | None = None
+    owners: list[str] = field(default_factory=list)
+    """Owners of the rules broken so far (besides ``owner``, the table's)."""
     run_id: str | None = None
     """The latest run that raised an event."""
     kept_in: str | None = None
@@ -121,6 +123,11 @@ class Incident:
     def subject(self) -> str:
         """``pipeline.table``, or the pipeline alone for an alert about a whole stage."""
         return f"{self.pipeline}.{self.table}" if self.table else self.pipeline
+
+    @property
+    def everyone(self) -> list[str]:
+        """Everybody to tell: the table's owner, then the owners of the broken rules."""
+        return list(dict.fromkeys([*([self.owner] if self.owner else []), *self.owners]))
 
     def new_rules(self) -> list[str]:
         """Rules broken since the latest notification that it did not report."""
@@ -151,6 +158,7 @@ class Incident:
         if version is not None and version not in self.contract_versions:
             self.contract_versions = [*self.contract_versions, version][-MAX_CONTRACT_VERSIONS:]
         self.owner = event.owner or self.owner
+        self.owners += [o for o in event.owners if o not in self.owners]
         self.run_id = event.run_id or self.run_id
         self.kept_in = event.kept_in or self.kept_in
         self.message = event.message or self.message

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from dataplump.notify.incidents import Notification
+from dataplump.notify.incidents import Incident, Notification
 
 
 @dataclass
@@ -64,7 +64,11 @@ class Outbox:
         self,
         channels: Iterable[str],
         state: dict[str, ChannelState] | None = None,
+        *,
+        routes: Mapping[str, Callable[[Incident], bool]] | None = None,
     ) -> None:
+        """``routes`` says, per channel name, which incidents it delivers (default: all)."""
+        self._routes = dict(routes or {})
         self._lock = threading.Lock()
         self.changed = threading.Condition(self._lock)
         """Notified whenever an entry is added, persisted or acknowledged."""
@@ -86,12 +90,16 @@ class Outbox:
 
     # -- main thread ------------------------------------------------------------------
     def add(self, notifications: Iterable[Notification]) -> None:
-        """Queue each notification for every channel (replacing a queued one of its incident)."""
+        """Queue each notification for every channel it is routed to (replacing a queued
+        one of its incident)."""
         with self._lock:
             self._generation += 1
             for notification in notifications:
                 incident = notification.incident.id
                 for name, state in self._channels.items():
+                    route = self._routes.get(name)
+                    if route is not None and not route(notification.incident):
+                        continue
                     entry = next(
                         (p for p in state.pending if p.notification.incident.id == incident), None
                     )

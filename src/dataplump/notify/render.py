@@ -109,8 +109,8 @@ def _facts(incident: Incident) -> list[str]:
         facts.append(f"contract{'s' if len(incident.contract_versions) > 1 else ''} {versions}")
     if incident.sample_keys:
         facts.append("sample keys " + ", ".join(incident.sample_keys))
-    if incident.owner:
-        facts.append(f"owner {incident.owner}")
+    if everyone := incident.everyone:
+        facts.append(f"owner{'s' if len(everyone) > 1 else ''} {', '.join(everyone)}")
     return facts
 
 
@@ -193,8 +193,8 @@ def details(n: Notification) -> list[tuple[str, str]]:
         rows.append(("contract", ", ".join(_version(v) for v in inc.contract_versions)))
     if inc.kept_in:
         rows.append(("kept in", inc.kept_in))
-    if inc.owner:
-        rows.append(("owner", inc.owner))
+    if everyone := inc.everyone:
+        rows.append(("owners" if len(everyone) > 1 else "owner", ", ".join(everyone)))
     if inc.run_id:
         rows.append(("run", inc.run_id))
     rows.append(("incident", f"{inc.id} ({n.kind}, notice {n.id})"))
@@ -232,6 +232,7 @@ def webhook_payload(n: Notification) -> dict[str, Any]:
             "sample_keys": list(inc.sample_keys),
             "contract_versions": list(inc.contract_versions),
             "owner": inc.owner,
+            "owners": inc.everyone,
             "run_id": inc.run_id,
             "kept_in": inc.kept_in,
             "message": inc.message,

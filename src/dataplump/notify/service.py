@@ -413,7 +413,7 @@ class Notifier:
             servers,
             build_channels(config.notify),
             kafka_config=client,
-            policy=policy,
+            policy=policy or GroupingPolicy(**config.notify.grouping.model_dump()),
             retry=retry,
             replication_factor=kafka.topic.replication_factor,
         )
@@ -486,7 +486,11 @@ class Notifier:
         )
         saved = load_state(self.bootstrap, self.pipeline, kafka_config=self.kafka, missing_ok=False)
         incidents = Incidents(self.policy, saved.incidents)
-        outbox = Outbox([c.name for c in self.channels], saved.channels)
+        outbox = Outbox(
+            [c.name for c in self.channels],
+            saved.channels,
+            routes={c.name: c.wants for c in self.channels},
+        )
         for name, count in outbox.dropped.items():
             log.warning(
                 "channel %s is no longer configured: %d pending notices dropped", name, count

@@ -265,6 +265,7 @@ class Extractor:
                     contract_version=version,
                     kept_in=dlq,
                     owner=contract.owner if contract is not None else None,
+                    owners=checked.owners,
                     run_id=self.run_id,
                 ),
             )
@@ -300,6 +301,7 @@ class _Checked:
     valid_mask: list[bool]
     rejects: list[tuple[int, list[dict[str, Any]]]]
     counts_by_rule: dict[str, int]
+    owners: tuple[str, ...]
     watermark: Watermark
 
 
@@ -309,14 +311,21 @@ def _check(source: Source, contract: Contract | None, batch: pa.RecordBatch) -> 
     values = encode_rows(batch)
     n = batch.num_rows
     if contract is None:
-        return _Checked(keys, values, [True] * n, [], {}, source.watermark(batch))
+        return _Checked(keys, values, [True] * n, [], {}, (), source.watermark(batch))
     try:
         result: CheckResult = contract.check(batch)
     except BatchRejectedError as exc:
         reason = {"rule": "batch_rejected", "column": None, "value": None, "message": str(exc)}
         rejects = [(i, [reason]) for i in range(n)]
+        owners = (contract.owner,) if contract.owner else ()
         return _Checked(
-            keys, values, [False] * n, rejects, {"batch_rejected": n}, source.watermark(batch)
+            keys,
+            values,
+            [False] * n,
+            rejects,
+            {"batch_rejected": n},
+            owners,
+            source.watermark(batch),
         )
     return _Checked(
         keys,
@@ -324,6 +333,7 @@ def _check(source: Source, contract: Contract | None, batch: pa.RecordBatch) -> 
         result.valid_mask.to_pylist(),
         list(result.rejections()),
         result.counts_by_rule,
+        result.owners,
         source.watermark(batch),
     )
 

@@ -340,3 +340,58 @@ def test_forever_mode_fires_updates_and_resolves(
     assert update["incident"]["count"] == 6
     assert firing.json()["incident"]["count"] == 2
     assert webhook.accepted()[2].json()["incident"]["id"] == firing.json()["incident"]["id"]
+
+
+def test_alerts_go_to_the_channels_of_their_owners(
+    kafka_bootstrap: str,
+    pipeline: str,
+    tmp_path: Path,
+    webhook: WebhookServer,
+    certificate: tuple[Path, Path],
+) -> None:
+    """A channel with `owners` gets the incidents of those owners (the table's, or a broken
+    rule's); a channel without gets every incident."""
+    orders = invalid(3, table="orders").model_copy(
+        update={"owner": "@orders-team", "owners": ("@finance",)}
+    )
+    refunds = invalid(2, table="refunds").model_copy(update={"owner": "@logistics"})
+    nobody = invalid(1, table="returns")
+    produce(kafka_bootstrap, pipeline, [orders, refunds, nobody])
+    config = {
+        "pipeline": {"name": pipeline},
+        "source": {"url": "sqlite:///demo.db"},
+        "tables": {"orders": {"primary_key": "id"}},
+        "notify": {
+            "channels": [
+                {"kind": "log"},
+                {
+                    "kind": "webhook",
+                    "name": "finance",
+                    "url": webhook.url("/finance"),
+                    "owners": ["@finance"],
+                },
+                {
+                    "kind": "webhook",
+                    "name": "logistics",
+                    "url": webhook.url("/logistics"),
+                    "owners": ["@logistics", "@orders-team"],
+                },
+                {"kind": "webhook", "name": "everything", "url": webhook.url("/all")},
+            ]
+        },
+    }
+    path = tmp_path / "dataplump.yaml"
+    path.write_text(json.dumps(config))
+
+    done = run_once(path, kafka_bootstrap, cli_env(certificate))
+    assert done.returncode == 0, done.stderr
+    assert "delivered: log 3, finance 1, logistics 2, everything 3" in done.stdout
+
+    def tables(prefix: str) -> set[str]:
+        return {h["incident"]["table"] for h in by_path(webhook.accepted(), prefix)}
+
+    assert tables("/finance") == {"orders"}
+    assert tables("/logistics") == {"orders", "refunds"}
+    assert tables("/all") == {"orders", "refunds", "returns"}
+    [hook] = by_path(webhook.accepted(), "/finance")
+    assert hook["incident"]["owners"] == ["@orders-team", "@finance"]

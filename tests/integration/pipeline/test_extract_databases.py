@@ -148,6 +148,11 @@ def test_full_extraction_splits_rows_losslessly_with_reasons(
         assert (alert.table, alert.stage, alert.run_id) == ("orders", "extract", ex.run_id)
         assert alert.contract_version == "3"
         assert alert.owner == "@orders-team"
+        # routing: the owners of the rules broken in this batch (status has its own owner)
+        expected = {"@orders-team"} | (
+            {"@shop-ops"} if "accepted_values(status)" in alert.counts_by_rule else set()
+        )
+        assert set(alert.owners) == expected
         assert alert.kept_in == topics.dlq(name, "orders")
         assert 1 <= len(alert.sample_keys) <= alert.count
     assert rules == {

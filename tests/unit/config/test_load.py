@@ -256,6 +256,7 @@ def test_pipeline_config_is_the_root() -> None:
         "source",
         "tables",
         "kafka",
+        "extract",
         "transform",
         "sink",
         "notify",

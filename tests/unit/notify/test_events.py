@@ -42,6 +42,7 @@ def test_round_trip_keeps_every_field() -> None:
         "sample_keys": ["17", "23", "99"],
         "contract_version": "3",
         "owner": None,
+        "owners": [],
         "first_seen": "2026-03-02T10:02:00Z",
         "last_seen": "2026-03-02T10:02:00Z",
         "run_id": "run-7",
