@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -353,3 +354,38 @@ def consume_batch(client: Consumer, max_records: int, timeout: float) -> list[Me
         if err is not None and err.code() != KafkaError._PARTITION_EOF:
             raise wrap_kafka_error(err, f"consuming {msg.topic()}")
     return [m for m in messages if m.error() is None]
+
+
+def log_bounds(
+    bootstrap: str,
+    topics: Iterable[str],
+    *,
+    extra: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """Per partition of ``topics``, its first offset and its end, open transactions included.
+
+    A read_uncommitted client asks: a read_committed one would answer with the last
+    stable offset, which an open transaction holds back, instead of the end.
+    """
+    probe = consumer(
+        bootstrap,
+        f"dataplump-probe-{uuid.uuid4().hex}",
+        extra={**(extra or {}), "isolation.level": "read_uncommitted"},
+    )
+    bounds: dict[tuple[str, int], tuple[int, int]] = {}
+    try:
+        for topic in topics:
+            meta = probe.list_topics(topic, timeout=timeout).topics[topic]
+            if meta.error is not None:
+                raise wrap_kafka_error(meta.error, f"reading the partitions of {topic}")
+            for partition in sorted(meta.partitions):
+                low, high = probe.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=timeout, cached=False
+                )
+                bounds[(topic, partition)] = (int(low), int(high))
+    except KafkaException as exc:
+        raise wrap_kafka_error(exc, "reading the ends of " + ", ".join(topics)) from None
+    finally:
+        probe.close()
+    return bounds

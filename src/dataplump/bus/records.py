@@ -32,8 +32,10 @@ Lineage travels in headers (see :func:`lineage_headers`): ``dp.source``, ``dp.pk
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import orjson
 import polars as pl
 import pyarrow as pa
 
@@ -43,6 +45,13 @@ HEADER_SOURCE = "dp.source"
 HEADER_PK = "dp.pk"
 HEADER_EXTRACTED_AT = "dp.extracted_at"
 HEADER_RUN = "dp.run"
+# Why a record was rejected (dead-letter topics and the failed store), in the spirit of
+# Kafka Connect's errors.deadletterqueue.context.headers.
+HEADER_ERROR_STAGE = "dp.error.stage"
+HEADER_ERROR_RULES = "dp.error.rules"
+HEADER_ERROR_MESSAGE = "dp.error.message"
+HEADER_ERROR_CONTRACT = "dp.error.contract"
+HEADER_ERROR_REASONS = "dp.error.reasons"
 
 
 class RecordDecodeError(TerminalError):
@@ -153,6 +162,18 @@ def _polars(column: pa.ChunkedArray, expr: pl.Expr) -> pa.ChunkedArray:
     frame = pl.from_arrow(pa.table({"c": column}))
     assert isinstance(frame, pl.DataFrame)
     return frame.select(expr).to_arrow().column(0)
+
+
+def key_values(key: bytes) -> object:
+    """A record key as people read it: the value of a one-column key, else the tuple."""
+    values = tuple(orjson.loads(key).values())
+    return values[0] if len(values) == 1 else values
+
+
+def rule_key(reason: Mapping[str, Any]) -> str:
+    """How a broken rule is named in headers and alert counts: ``rule(column)``."""
+    column = reason.get("column")
+    return f"{reason['rule']}({column})" if column else str(reason["rule"])
 
 
 def lineage_headers(

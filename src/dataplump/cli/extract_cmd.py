@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import time
-from difflib import get_close_matches
 from pathlib import Path
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
+from dataplump.cli.options import ConfigOption, TableOption, check_tables
 from dataplump.cli.output import console, fail
-from dataplump.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_FILE, load_config
+from dataplump.config import load_config
 from dataplump.errors import DataPlumpError
 from dataplump.pipeline.cluster import bootstrap_for
 from dataplump.pipeline.extract import Extractor, TableCounts
@@ -32,14 +32,6 @@ def _table(counts: dict[str, TableCounts], title: str) -> Table:
             f"{c.seconds:.1f}",
         )
     return view
-
-
-ConfigOption = typer.Option(
-    Path(DEFAULT_CONFIG_FILE), "--config", "-c", envvar=CONFIG_ENV_VAR, help="The pipeline file."
-)
-TableOption = typer.Option(
-    [], "--table", "-t", help="Extract only this table (repeat for several)."
-)
 
 
 def extract(
@@ -67,13 +59,7 @@ def extract(
     """
     try:
         pipeline = load_config(config)
-        unknown = [name for name in table if name not in pipeline.tables]
-        if unknown:
-            close = get_close_matches(unknown[0], list(pipeline.tables), n=1)
-            hint = f"did you mean `{close[0]}`? " if close else ""
-            fail(
-                f"no table `{unknown[0]}` in {config}; {hint}(tables: {', '.join(pipeline.tables)})"
-            )
+        check_tables(pipeline, table, config)
         bootstrap = bootstrap_for(pipeline, say=console.print)
         counts: dict[str, TableCounts] = {}
         with Live(_table(counts, "extracting"), console=console, transient=True) as live:

@@ -206,10 +206,15 @@ class TableConfig(_Model):
     """Data contract the rows must meet: a path to a YAML file (relative to the pipeline file)
     or the contract inline as a mapping (format: `docs/contracts.md`). Kept as written; the
     loaded contract is `PipelineConfig.contract(table)`."""
+    output_contract: Path | dict[str, Any] | None = None
+    """Contract the transformed rows must meet before they are loaded (same format as
+    `contract`, plus batch expectations); rows that break it go to the failed store. The
+    loaded contract is `PipelineConfig.output_contract(table)`."""
 
-    _loaded: Contract | None = PrivateAttr(None)
+    _loaded: dict[str, Contract] = PrivateAttr(default_factory=dict)
+    """Loaded contracts by field name (`contract`, `output_contract`)."""
 
-    @field_validator("contract", mode="before")
+    @field_validator("contract", "output_contract", mode="before")
     @classmethod
     def _contract(cls, value: Any, info: ValidationInfo) -> Any:
         if value is None or isinstance(value, dict):
@@ -536,6 +541,13 @@ class PipelineConfig(_Model):
         so this only fails for a contract file that went missing since, or an unknown
         table; it raises :class:`~dataplump.errors.ConfigError` then.
         """
+        return self._table_contract(table, "contract")
+
+    def output_contract(self, table: str) -> Contract | None:
+        """The loaded output contract of ``table`` (checked after the transformation)."""
+        return self._table_contract(table, "output_contract")
+
+    def _table_contract(self, table: str, which: str) -> Contract | None:
         from dataplump.contracts import Contract  # here: it imports pyarrow and DuckDB
 
         if table not in self.tables:
@@ -545,9 +557,10 @@ class PipelineConfig(_Model):
                 f"no table `{table}` in the config; {hint}(tables: {', '.join(self.tables)})"
             )
         config = self.tables[table]
-        if config._loaded is None and config.contract is not None:
-            config._loaded = Contract.from_config(table, config.contract)
-        return config._loaded
+        value = getattr(config, which)
+        if which not in config._loaded and value is not None:
+            config._loaded[which] = Contract.from_config(table, value)
+        return config._loaded.get(which)
 
     @field_validator("tables", mode="after")
     @classmethod
@@ -561,23 +574,26 @@ class PipelineConfig(_Model):
         base = (info.context or {}).get("base_dir")
         errors: list[InitErrorDetails] = []
         for name, table in tables.items():
-            value = table.contract
-            if value is None or (isinstance(value, Path) and not value.is_file()):
-                continue  # a missing file is reported by TableConfig (with a context)
-            try:
-                table._loaded = Contract.from_config(name, value)
-            except ContractError as exc:
-                for problem in exc.problems:
-                    loc: tuple[str | int, ...] = (name, "contract", *problem.path)
-                    message = problem.message
-                    if exc.file is not None:
-                        shown = exc.file
-                        if base is not None and exc.file.is_relative_to(base):
-                            shown = exc.file.relative_to(base)
-                        where = f"{shown}:{problem.line or 1}:{problem.column or 1}"
-                        loc = (name, "contract")
-                        message = f"{where}: {problem.key or '(file)'}: {message}"
-                    errors.append(InitErrorDetails(type=conflict(message), loc=loc, input=value))
+            for which in ("contract", "output_contract"):
+                value = getattr(table, which)
+                if value is None or (isinstance(value, Path) and not value.is_file()):
+                    continue  # a missing file is reported by TableConfig (with a context)
+                try:
+                    table._loaded[which] = Contract.from_config(name, value)
+                except ContractError as exc:
+                    for problem in exc.problems:
+                        loc: tuple[str | int, ...] = (name, which, *problem.path)
+                        message = problem.message
+                        if exc.file is not None:
+                            shown = exc.file
+                            if base is not None and exc.file.is_relative_to(base):
+                                shown = exc.file.relative_to(base)
+                            where = f"{shown}:{problem.line or 1}:{problem.column or 1}"
+                            loc = (name, which)
+                            message = f"{where}: {problem.key or '(file)'}: {message}"
+                        errors.append(
+                            InitErrorDetails(type=conflict(message), loc=loc, input=value)
+                        )
         if errors:
             raise ValidationError.from_exception_data("PipelineConfig", errors)
         return tables

@@ -6,7 +6,9 @@ For each batch the source yields, one Kafka transaction holds:
 - the invalid rows, on ``<pipeline>.<table>.dlq``, with the original value and
   ``dp.error.*`` headers carrying every broken rule;
 - one alert event summarising the batch's rejects, on ``<pipeline>.alerts``;
-- the table's new watermark, on the compacted ``<pipeline>.<table>.extract-state``.
+- the table's new watermark, on the compacted ``<pipeline>.<table>.extract-state``;
+- the Arrow schema of the batch, on ``<pipeline>.schemas`` (records name it in their
+  ``dp.schema`` header; see :mod:`dataplump.bus.schemas`).
 
 So a read_committed consumer sees a batch's rows exactly when the watermark after
 them is stored: kill the stage at any moment and a restart resumes after the last
@@ -34,7 +36,18 @@ import orjson
 import pyarrow as pa
 
 from dataplump.bus.kafka import Headers, Producer, create_topics
-from dataplump.bus.records import encode_keys, encode_rows
+from dataplump.bus.records import (
+    HEADER_ERROR_CONTRACT,
+    HEADER_ERROR_MESSAGE,
+    HEADER_ERROR_REASONS,
+    HEADER_ERROR_RULES,
+    HEADER_ERROR_STAGE,
+    encode_keys,
+    encode_rows,
+    key_values,
+    rule_key,
+)
+from dataplump.bus.schemas import HEADER_SCHEMA, SchemaRegistry
 from dataplump.config import PipelineConfig
 from dataplump.contracts import BatchRejectedError, CheckResult, Contract
 from dataplump.errors import TransientError
@@ -47,11 +60,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 STAGE = "extract"
-HEADER_ERROR_STAGE = "dp.error.stage"
-HEADER_ERROR_RULES = "dp.error.rules"
-HEADER_ERROR_MESSAGE = "dp.error.message"
-HEADER_ERROR_CONTRACT = "dp.error.contract"
-HEADER_ERROR_REASONS = "dp.error.reasons"
 MAX_ATTEMPTS = 5
 
 
@@ -100,6 +108,7 @@ class Extractor:
         self.on_progress = on_progress or (lambda _counts: None)
         self._client = config.kafka.client_config(bootstrap)
         self._client.pop("bootstrap.servers")
+        self.schemas = SchemaRegistry(bootstrap, config.name, extra=self._client)
 
     def prepare(self, tables: Sequence[str] | None = None) -> None:
         """Create the topics of every table (or ``tables``) where missing.
@@ -120,7 +129,10 @@ class Extractor:
         )
         ensure_state_topics(
             self.bootstrap,
-            [topics.extract_state(self.config.name, table) for table in selected],
+            [
+                self.schemas.topic,
+                *(topics.extract_state(self.config.name, table) for table in selected),
+            ],
             replication_factor=topic.replication_factor,
             extra=self._client,
         )
@@ -223,6 +235,7 @@ class Extractor:
         keys, values, rejects = checked.keys, checked.values, checked.rejects
         version = None if contract is None else contract.version or contract.content_hash
         base: Headers = [
+            (HEADER_SCHEMA, self.schemas.publish(producer, checked.schema).encode()),
             ("dp.source", self._source_label(table).encode()),
             ("dp.extracted_at", datetime.now(UTC).isoformat().encode()),
             ("dp.run", self.run_id.encode()),
@@ -239,7 +252,7 @@ class Extractor:
         )
         for row, reasons in rejects:
             key = keys[row]
-            rules = ",".join(_rule_key(r) for r in reasons)
+            rules = ",".join(rule_key(r) for r in reasons)
             headers = [
                 *base,
                 ("dp.pk", key),
@@ -261,7 +274,7 @@ class Extractor:
                     stage=STAGE,
                     count=len(rejects),
                     counts_by_rule=checked.counts_by_rule,
-                    sample_keys=[_key_values(keys[row]) for row, _ in rejects[:5]],
+                    sample_keys=[key_values(keys[row]) for row, _ in rejects[:5]],
                     contract_version=version,
                     kept_in=dlq,
                     owner=contract.owner if contract is not None else None,
@@ -303,6 +316,7 @@ class _Checked:
     counts_by_rule: dict[str, int]
     owners: tuple[str, ...]
     watermark: Watermark
+    schema: pa.Schema
 
 
 def _check(source: Source, contract: Contract | None, batch: pa.RecordBatch) -> _Checked:
@@ -311,7 +325,7 @@ def _check(source: Source, contract: Contract | None, batch: pa.RecordBatch) -> 
     values = encode_rows(batch)
     n = batch.num_rows
     if contract is None:
-        return _Checked(keys, values, [True] * n, [], {}, (), source.watermark(batch))
+        return _Checked(keys, values, [True] * n, [], {}, (), source.watermark(batch), batch.schema)
     try:
         result: CheckResult = contract.check(batch)
     except BatchRejectedError as exc:
@@ -326,6 +340,7 @@ def _check(source: Source, contract: Contract | None, batch: pa.RecordBatch) -> 
             {"batch_rejected": n},
             owners,
             source.watermark(batch),
+            batch.schema,
         )
     return _Checked(
         keys,
@@ -335,18 +350,8 @@ def _check(source: Source, contract: Contract | None, batch: pa.RecordBatch) -> 
         result.counts_by_rule,
         result.owners,
         source.watermark(batch),
+        batch.schema,
     )
-
-
-def _key_values(key: bytes) -> object:
-    """A record key as people read it: the value of a one-column key, else the tuple."""
-    values = tuple(orjson.loads(key).values())
-    return values[0] if len(values) == 1 else values
-
-
-def _rule_key(reason: dict[str, Any]) -> str:
-    column = reason.get("column")
-    return f"{reason['rule']}({column})" if column else str(reason["rule"])
 
 
 def _resume_point(mode: str, stored: dict[str, Any] | None) -> Watermark | None:

@@ -27,6 +27,7 @@ from dataplump.bus.kafka import (
     Producer,
     consumer,
     create_topics,
+    log_bounds,
     wrap_kafka_error,
 )
 from dataplump.errors import TransientBusError
@@ -68,7 +69,7 @@ def read_state(
     abandoned transaction after its ``transaction.timeout.ms`` (60 s for DataPlump's
     producers), which bounds the wait.
     """
-    start, end = _log_bounds(bootstrap, topic, extra)
+    start, end = log_bounds(bootstrap, [topic], extra=extra)[(topic, 0)]
     reader = consumer(
         bootstrap,
         f"dataplump-state-reader-{uuid.uuid4().hex}",
@@ -107,30 +108,6 @@ def read_state(
                 state[key] = orjson.loads(value)
     finally:
         reader.close()
-
-
-def _log_bounds(
-    bootstrap: str, topic: str, extra: Mapping[str, str] | None, timeout: float = 30.0
-) -> tuple[int, int]:
-    """The first offset and the end of partition 0 of ``topic``, open transactions included.
-
-    A read_uncommitted client is asked: a read_committed one answers with the last
-    stable offset instead of the end.
-    """
-    probe = consumer(
-        bootstrap,
-        f"dataplump-state-probe-{uuid.uuid4().hex}",
-        extra={**(extra or {}), "isolation.level": "read_uncommitted"},
-    )
-    try:
-        start, end = probe.get_watermark_offsets(
-            TopicPartition(topic, 0), timeout=timeout, cached=False
-        )
-    except KafkaException as exc:
-        raise wrap_kafka_error(exc, f"reading the end of {topic}") from None
-    finally:
-        probe.close()
-    return int(start), int(end)
 
 
 def _position(reader: Consumer, partition: TopicPartition) -> int:

@@ -36,3 +36,13 @@ def extract_state(pipeline: str, table: str) -> str:
     otherwise keep this table's reader waiting until the broker aborts it.
     """
     return f"{pipeline}.{table}.extract-state"
+
+
+def schemas(pipeline: str) -> str:
+    """Compacted topic of the Arrow schemas of the pipeline's records, keyed by schema id."""
+    return f"{pipeline}.schemas"
+
+
+def transform_group(pipeline: str) -> str:
+    """Consumer group of the transformation workers (not a topic)."""
+    return f"dataplump.{pipeline}.transform"

@@ -1,0 +1,192 @@
+"""``dataplump transform``: active topics -> steps -> output contract -> processed / failed."""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from dataplump.cli.options import ConfigOption, TableOption, check_tables
+from dataplump.cli.output import console, fail
+from dataplump.config import load_config
+from dataplump.errors import DataPlumpError
+from dataplump.pipeline.cluster import bootstrap_for
+from dataplump.pipeline.transform import TransformCounts, Transformer
+
+Report = Callable[[tuple[str, int, Any]], None]
+
+
+def _view(counts: dict[str, TransformCounts], title: str) -> Table:
+    view = Table(title=title, title_justify="left", box=None, padding=(0, 2))
+    columns = ("table", "consumed", "processed", "failed", "filtered", "batches", "rows/s")
+    for name in columns:
+        view.add_column(name, justify="left" if name == "table" else "right")
+    for c in counts.values():
+        filtered = sum(c.filtered.values())
+        view.add_row(
+            c.table,
+            f"{c.consumed:,}",
+            f"{c.processed:,}",
+            f"[red]{c.failed:,}[/]" if c.failed else "0",
+            f"{filtered:,}",
+            f"{c.batches:,}",
+            f"{c.rows_per_second:,.0f}",
+        )
+    return view
+
+
+def _run_slot(
+    config: Path,
+    bootstrap: str,
+    tables: list[str],
+    slot: int,
+    once: bool,
+    stop: Any,
+    report: Report,
+) -> None:
+    """One worker: transform until stopped (or drained with ``once``), reporting counts."""
+    try:
+        pipeline = load_config(config)
+        worker = Transformer(
+            pipeline,
+            bootstrap,
+            tables=tables or None,
+            slot=slot,
+            on_progress=lambda c: report(("progress", slot, asdict(c))),
+        )
+        worker.run(once=once, stop=stop)
+        report(("done", slot, worker.run_id))
+    except DataPlumpError as exc:
+        report(("error", slot, str(exc)))
+    except KeyboardInterrupt:
+        report(("done", slot, None))
+
+
+def _child(*args: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    results: Any = args[-1]
+    _run_slot(*args[:-1], results.put)
+
+
+def transform(
+    config: Path = ConfigOption,
+    table: list[str] = TableOption,
+    once: bool = typer.Option(
+        False, "--once", help="Drain the active topics to their current end, then exit."
+    ),
+    workers: int = typer.Option(
+        1, "--workers", "-w", min=1, max=64, help="Worker processes (one consumer each)."
+    ),
+    slot: int = typer.Option(
+        0,
+        "--slot",
+        min=0,
+        help="First worker slot. Each slot has its own transactional id, so a restarted slot"
+        " fences its predecessor; give other machines or processes other slots"
+        " (e.g. `--slot 2` beside a `--workers 2` process) to join the same group.",
+    ),
+) -> None:
+    """Clean, wrangle and enrich the validated rows: the steps of `transform.steps`.
+
+    Reads `<pipeline>.<table>.active` as the consumer group `dataplump.<pipeline>.transform`,
+    runs the table's steps (SQL on DuckDB, pandas or polars functions, built-in cleaning),
+    checks the table's `output_contract`, and writes `<pipeline>.<table>.processed`; every
+    record that fails goes to the failed store `<pipeline>.failed` with its reasons, and
+    alerts to `<pipeline>.alerts`. Each poll's output and consumed offsets are one Kafka
+    transaction, so a restart resumes without loss or duplicates.
+
+    Example: `dataplump transform -c dataplump.yaml --once --workers 2`
+    """
+    try:
+        pipeline = load_config(config)
+        check_tables(pipeline, table, config)
+        bootstrap = bootstrap_for(pipeline, say=console.print)
+    except DataPlumpError as exc:
+        fail(str(exc))
+    counts: dict[tuple[int, str], TransformCounts] = {}
+    errors: list[str] = []
+    results: queue.Queue[tuple[str, int, Any]] | Any
+    if workers == 1:
+        stop: Any = threading.Event()
+        results = queue.Queue()
+        runner = threading.Thread(
+            target=_run_slot,
+            args=(config, bootstrap, table, slot, once, stop, results.put),
+            daemon=True,
+        )
+        alive: Callable[[], bool] = runner.is_alive
+        runner.start()
+    else:
+        context = multiprocessing.get_context("spawn")
+        stop = context.Event()
+        results = context.Queue()
+        processes = [
+            context.Process(
+                target=_child,
+                args=(config, bootstrap, table, slot + i, once, stop, results),
+                daemon=True,
+            )
+            for i in range(workers)
+        ]
+        for process in processes:
+            process.start()
+
+        def alive() -> bool:
+            return any(p.is_alive() for p in processes)
+
+    finished = 0
+    interrupted = False
+    with Live(_view({}, "transforming"), console=console, transient=True) as live:
+        while finished < workers:
+            try:
+                kind, who, payload = results.get(timeout=0.5)
+            except queue.Empty:
+                if not alive():
+                    break
+                continue
+            except KeyboardInterrupt:
+                if interrupted:
+                    raise typer.Exit(130) from None
+                interrupted = True
+                stop.set()
+                console.print("stopping after the current batch (Ctrl-C again to quit now)")
+                continue
+            if kind == "progress":
+                c = TransformCounts(**payload)
+                counts[(who, c.table)] = c
+                live.update(_view(_by_table(counts), "transforming"))
+            else:
+                finished += 1
+                if kind == "error":
+                    errors.append(payload)
+                    stop.set()
+    summary = _by_table(counts)
+    console.print(_view(summary, "transformed"))
+    if errors:
+        fail(errors[0])
+    if finished < workers:
+        fail("a transform worker exited without a report (killed?); run again to resume")
+    if interrupted:
+        raise typer.Exit(130)
+
+
+def _by_table(counts: dict[tuple[int, str], TransformCounts]) -> dict[str, TransformCounts]:
+    """Every slot's counts of a table added up (rows/s over the longest-running slot)."""
+    total: dict[str, TransformCounts] = {}
+    for c in counts.values():
+        sum_ = total.setdefault(c.table, TransformCounts(c.table, started=c.started))
+        sum_.add(c)
+        sum_.retries += c.retries
+        sum_.started = min(sum_.started, c.started)
+        if c.finished is not None:
+            sum_.finished = max(sum_.finished or c.finished, c.finished)
+    return total

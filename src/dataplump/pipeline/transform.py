@@ -1,0 +1,570 @@
+"""The transformation stage: ``.active`` → steps → output contract → ``.processed`` or failed.
+
+A worker consumes the active topics of its tables in the consumer group
+``dataplump.<pipeline>.transform`` and turns every poll into one Kafka transaction holding:
+
+- the transformed rows that meet the table's output contract, on
+  ``<pipeline>.<table>.processed`` (key = primary key, value = row, the input record's
+  lineage headers, ``dp.schema`` of the output);
+- every record that failed — undecodable, failed by a step (for itself or its whole
+  batch), or breaking the output contract — on the failed store ``<pipeline>.failed``,
+  with its input, its output if any, the step, the reasons and the lineage headers;
+- one alert event per table batch with failures, on ``<pipeline>.alerts``;
+- the consumed offsets (``send_offsets_to_transaction``).
+
+So after a crash the group resumes after the last committed transaction, and every
+active record yields its processed or failed records exactly once. All the work of a
+poll happens before the next poll, so a rebalance (a worker joining or leaving) never
+meets an open transaction. Each worker slot has its own ``transactional.id``
+(``dataplump.<pipeline>.transform.<slot>``): a restarted slot fences its predecessor at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+
+from dataplump.bus.kafka import (
+    Headers,
+    Producer,
+    consume_batch,
+    consumer,
+    create_topics,
+    log_bounds,
+    wrap_kafka_error,
+)
+from dataplump.bus.records import (
+    HEADER_ERROR_CONTRACT,
+    HEADER_ERROR_MESSAGE,
+    HEADER_ERROR_REASONS,
+    HEADER_ERROR_RULES,
+    HEADER_ERROR_STAGE,
+    RecordDecodeError,
+    decode_rows,
+    encode_keys,
+    encode_rows,
+    key_values,
+    rule_key,
+)
+from dataplump.bus.schemas import HEADER_SCHEMA, SchemaRegistry, UnknownSchemaError
+from dataplump.config import PipelineConfig
+from dataplump.contracts import BatchRejectedError, Contract
+from dataplump.engine import ReferenceTables, StepFailed, TableTransform
+from dataplump.errors import TransientError
+from dataplump.notify.events import error_alert, produce_alert, records_alert
+from dataplump.pipeline import topics
+
+log = logging.getLogger(__name__)
+
+STAGE = "transform"
+HEADER_ERROR_STEP = "dp.error.step"
+HEADER_TRANSFORM_RUN = "dp.transform.run"
+HEADER_TRANSFORMED_AT = "dp.transformed_at"
+LINEAGE = ("dp.source", "dp.pk", "dp.extracted_at", "dp.run")
+"""Headers of the input record that every output record keeps."""
+MAX_ATTEMPTS = 5
+
+
+@dataclass
+class TransformCounts:
+    """What one table's transformation did in this run (live while it runs)."""
+
+    table: str
+    consumed: int = 0
+    """Active records read."""
+    processed: int = 0
+    """Rows written to ``.processed``."""
+    failed: int = 0
+    """Records written to the failed store."""
+    filtered: dict[str, int] = field(default_factory=dict)
+    """Input rows a step removed on purpose (``drop_null``, ``dedupe``, a SQL filter), by step."""
+    batches: int = 0
+    failed_batches: int = 0
+    """Batches a step failed as a whole."""
+    retries: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.consumed / self.seconds if self.seconds > 0 else 0.0
+
+    def add(self, other: TransformCounts) -> None:
+        """Add the counts of one committed transaction."""
+        self.consumed += other.consumed
+        self.processed += other.processed
+        self.failed += other.failed
+        for step, n in other.filtered.items():
+            self.filtered[step] = self.filtered.get(step, 0) + n
+        self.batches += other.batches
+        self.failed_batches += other.failed_batches
+
+
+Progress = Callable[[TransformCounts], None]
+
+
+@dataclass
+class _Failure:
+    """One record for the failed store."""
+
+    message: Message | _Orphan
+    step: str
+    reasons: list[dict[str, Any]]
+    output: bytes | None = None
+    error: dict[str, str] | None = None
+
+
+class Transformer:
+    """One transformation worker (slot) for the tables of one pipeline file."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        bootstrap: str,
+        *,
+        tables: Sequence[str] | None = None,
+        slot: int = 0,
+        run_id: str | None = None,
+        on_progress: Progress | None = None,
+        max_records: int = 10_000,
+        poll_timeout: float = 0.5,
+    ) -> None:
+        self.config = config
+        self.bootstrap = bootstrap
+        self.tables = list(tables or config.tables)
+        self.slot = slot
+        self.run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+        self.on_progress = on_progress or (lambda _counts: None)
+        self.max_records = max_records
+        self.poll_timeout = poll_timeout
+        self._client = config.kafka.client_config(bootstrap)
+        self._client.pop("bootstrap.servers")
+        self.schemas = SchemaRegistry(bootstrap, config.name, extra=self._client)
+        self.references = ReferenceTables(config)
+        self.transforms = {
+            table: TableTransform.from_config(config, table, self.references)
+            for table in self.tables
+        }
+        self.contracts = {table: config.output_contract(table) for table in self.tables}
+        self.counts = {table: TransformCounts(table) for table in self.tables}
+        self.group_id = topics.transform_group(config.name)
+        self.transactional_id = f"dataplump.{config.name}.transform.{slot}"
+        self._table_of = {topics.active(config.name, table): table for table in self.tables}
+
+    def prepare(self) -> None:
+        """Create the stage's topics where missing (partitions and replication from config)."""
+        topic = self.config.kafka.topic
+        names = [
+            *self._table_of,
+            *(topics.processed(self.config.name, table) for table in self.tables),
+            topics.failed(self.config.name),
+            topics.alerts(self.config.name),
+        ]
+        create_topics(
+            self.bootstrap,
+            names,
+            partitions=topic.partitions,
+            replication_factor=topic.replication_factor,
+            extra=self._client,
+        )
+        self.schemas.ensure_topic(replication_factor=topic.replication_factor)
+
+    def run(
+        self, *, once: bool = False, stop: threading.Event | None = None
+    ) -> list[TransformCounts]:
+        """Transform until ``stop`` is set, or with ``once`` until the active topics are
+        drained to where they ended when the run began; return the counts."""
+        stop = stop or threading.Event()
+        self.prepare()
+        ends = log_bounds(self.bootstrap, self._table_of, extra=self._client) if once else {}
+        producer = Producer(
+            self.bootstrap, transactional_id=self.transactional_id, extra=self._client
+        )
+        client = consumer(self.bootstrap, self.group_id, extra=self._client)
+        try:
+            client.subscribe(list(self._table_of))
+            attempt = 1
+            while not stop.is_set():
+                messages = consume_batch(client, self.max_records, self.poll_timeout)
+                if not messages:
+                    if once and self._drained(client, ends):
+                        break
+                    continue
+                try:
+                    self._transaction(producer, client, messages)
+                    attempt = 1
+                except TransientError as exc:
+                    if attempt >= MAX_ATTEMPTS:
+                        raise
+                    delay = min(30.0, 0.5 * 2**attempt)
+                    log.warning(
+                        "%s; redoing the batch from the last commit in %.0fs (attempt %d/%d)",
+                        exc,
+                        delay,
+                        attempt + 1,
+                        MAX_ATTEMPTS,
+                    )
+                    for counts in self.counts.values():
+                        counts.retries += 1
+                    time.sleep(delay)
+                    _rewind(client)
+                    attempt += 1
+        finally:
+            client.close()
+        for counts in self.counts.values():
+            counts.finished = time.monotonic()
+            self.on_progress(counts)
+        return list(self.counts.values())
+
+    # -- one poll, one transaction -------------------------------------------------------
+    def _transaction(self, producer: Producer, client: Consumer, messages: list[Message]) -> None:
+        by_table: dict[str, list[Message]] = defaultdict(list)
+        for message in messages:
+            by_table[self._table_of[message.topic()]].append(message)
+        deltas = []
+        producer.begin()
+        try:
+            for table, batch in by_table.items():
+                deltas.append(self._transform(producer, table, batch))
+            producer.send_offsets(client, _positions(client))
+        except BaseException:
+            producer.abort()
+            raise
+        producer.commit()
+        for delta in deltas:
+            counts = self.counts[delta.table]
+            counts.add(delta)
+            self.on_progress(counts)
+
+    def _transform(
+        self, producer: Producer, table: str, messages: list[Message]
+    ) -> TransformCounts:
+        """Queue the processed and failed records of one table's messages; return the counts."""
+        counts = TransformCounts(table, consumed=len(messages), batches=1)
+        failures: list[_Failure] = []
+        inputs, decoded = self._decode(messages, failures)
+        valid_out: pa.Table | None = None
+        lineage: list[Message | None] = []
+        if inputs is not None and inputs.num_rows:
+            try:
+                result = self.transforms[table].apply(inputs)
+            except StepFailed as exc:
+                counts.failed_batches += 1
+                failures += [
+                    _Failure(
+                        m,
+                        exc.step,
+                        [_reason("step_failed", None, None, exc.message)],
+                        error={
+                            "type": exc.kind,
+                            "message": exc.message,
+                            "traceback": exc.traceback_summary,
+                        },
+                    )
+                    for m in decoded
+                ]
+                produce_alert(
+                    producer,
+                    error_alert(
+                        self.config.name,
+                        stage=STAGE,
+                        table=table,
+                        rule=exc.step,
+                        error=str(exc),
+                        count=len(decoded),
+                        run_id=self.run_id,
+                    ),
+                )
+            else:
+                for step, n in getattr(result, "filtered", {}).items():
+                    counts.filtered[step] = counts.filtered.get(step, 0) + n
+                failures += _row_failures(result.row_failures, decoded)
+                valid_out, lineage = self._check_output(
+                    table, result.output, result.source_rows, decoded, inputs.num_rows, failures
+                )
+        if valid_out is not None and valid_out.num_rows:
+            counts.processed = self._produce_processed(producer, table, valid_out, lineage)
+        counts.failed = self._produce_failed(producer, table, failures)
+        return counts
+
+    def _decode(
+        self, messages: list[Message], failures: list[_Failure]
+    ) -> tuple[pa.Table | None, list[Message]]:
+        """The active records as one Arrow table (by their ``dp.schema``), and the
+        messages of its rows; records that do not decode join ``failures``."""
+        groups: dict[str, list[Message]] = defaultdict(list)
+        for message in messages:
+            sid = _header(message, HEADER_SCHEMA)
+            if message.value() is None or sid is None:
+                what = "has no value" if message.value() is None else "has no dp.schema header"
+                failures.append(_malformed(message, f"the record {what}: not written by DataPlump"))
+            else:
+                groups[sid.decode()].append(message)
+        tables, decoded = [], []
+        for sid, group in groups.items():
+            try:
+                schema = self.schemas.get(sid)
+            except UnknownSchemaError as exc:
+                failures += [_malformed(m, str(exc)) for m in group]
+                continue
+            try:
+                tables.append(decode_rows([m.value() for m in group], schema))
+                decoded += group
+            except RecordDecodeError:
+                for message in group:  # rare: find the bad ones one by one
+                    try:
+                        tables.append(decode_rows([message.value()], schema))
+                        decoded.append(message)
+                    except RecordDecodeError as exc:
+                        failures.append(_malformed(message, str(exc)))
+        if not tables:
+            return None, []
+        return pa.concat_tables(tables, promote_options="permissive"), decoded
+
+    def _check_output(
+        self,
+        table: str,
+        output: pa.Table,
+        source_rows: pa.Array | None,
+        decoded: list[Message],
+        input_rows: int,
+        failures: list[_Failure],
+    ) -> tuple[pa.Table, list[Message | None]]:
+        """The output rows that meet the output contract, each with its input message
+        (None where a step lost the lineage); the others join ``failures``."""
+        rows = source_rows.to_pylist() if source_rows is not None else [None] * output.num_rows
+        lineage = [decoded[i] if i is not None else None for i in rows]
+        missing = [c for c in self.config.tables[table].primary_key if c not in output.schema.names]
+        contract = self.contracts[table]
+        reasons_by_row: list[tuple[int, list[dict[str, Any]]]] = []
+        step = "output_contract"
+        if missing:
+            step = "output"
+            reason = _reason(
+                "primary_key_missing",
+                missing[0],
+                None,
+                f"the output has no primary key column {', '.join(missing)}; a step dropped it",
+            )
+            reasons_by_row = [(i, [reason]) for i in range(output.num_rows)]
+        elif contract is not None:
+            try:
+                checked = contract.check(
+                    output,
+                    references={n: self.references.get(n) for n in contract.reference_names()},
+                    input_rows=input_rows,
+                )
+                reasons_by_row = list(checked.rejections())
+            except BatchRejectedError as exc:
+                reason = _reason("batch_rejected", None, None, str(exc))
+                reasons_by_row = [(i, [reason]) for i in range(output.num_rows)]
+        if not reasons_by_row:
+            return output, lineage
+        encoded = encode_rows(output)
+        bad = np.zeros(output.num_rows, dtype=bool)
+        version = _version(contract)
+        for row, reasons in reasons_by_row:
+            bad[row] = True
+            source = lineage[row]
+            failures.append(
+                _Failure(
+                    source if source is not None else _Orphan(table, self.config.name),
+                    step,
+                    [{**r, "contract": version} for r in reasons],
+                    encoded[row],
+                )
+            )
+        keep = np.flatnonzero(~bad)
+        return output.take(pa.array(keep)), [lineage[i] for i in keep]
+
+    def _produce_processed(
+        self, producer: Producer, table: str, output: pa.Table, lineage: list[Message | None]
+    ) -> int:
+        primary_key = self.config.tables[table].primary_key
+        keys, values = encode_keys(output, primary_key), encode_rows(output)
+        extra: Headers = [
+            (HEADER_SCHEMA, self.schemas.publish(producer, output.schema).encode()),
+            (HEADER_TRANSFORMED_AT, datetime.now(UTC).isoformat().encode()),
+            (HEADER_TRANSFORM_RUN, self.run_id.encode()),
+        ]
+        return producer.produce_many(
+            topics.processed(self.config.name, table),
+            (
+                (key, value, [*_lineage(source), *extra])
+                for key, value, source in zip(keys, values, lineage, strict=True)
+            ),
+        )
+
+    def _produce_failed(self, producer: Producer, table: str, failures: list[_Failure]) -> int:
+        if not failures:
+            return 0
+        failed_topic = topics.failed(self.config.name)
+        now = datetime.now(UTC).isoformat()
+        by_rule: dict[str, int] = defaultdict(int)
+        contract = self.contracts[table]
+        for failure in failures:
+            rules = ",".join(rule_key(r) for r in failure.reasons)
+            for rule in dict.fromkeys(rule_key(r) for r in failure.reasons):
+                by_rule[rule] += 1
+            message = failure.message
+            value = message.value()
+            envelope = {
+                "table": table,
+                "stage": STAGE,
+                "step": failure.step,
+                "reasons": failure.reasons,
+                "error": failure.error,
+                "input": orjson.Fragment(value) if _is_json(failure, value) else None,
+                "input_text": None if _is_json(failure, value) else _text(value),
+                "output": orjson.Fragment(failure.output) if failure.output else None,
+                "failed_at": now,
+                "run": self.run_id,
+            }
+            headers: Headers = [
+                *_lineage(message),
+                (HEADER_ERROR_STAGE, STAGE.encode()),
+                (HEADER_ERROR_STEP, failure.step.encode()),
+                (HEADER_ERROR_RULES, rules.encode()),
+                (HEADER_ERROR_MESSAGE, str(failure.reasons[0]["message"]).encode()),
+                (HEADER_ERROR_REASONS, orjson.dumps(failure.reasons)),
+            ]
+            if failure.step == "output_contract" and (version := _version(contract)):
+                headers.append((HEADER_ERROR_CONTRACT, version.encode()))
+            producer.produce(
+                failed_topic, orjson.dumps(envelope), key=message.key(), headers=headers
+            )
+        produce_alert(
+            producer,
+            records_alert(
+                self.config.name,
+                table,
+                stage=STAGE,
+                kind="failed_records",
+                count=len(failures),
+                counts_by_rule=by_rule,
+                sample_keys=[
+                    key_values(k) for f in failures[:5] if (k := f.message.key()) is not None
+                ],
+                contract_version=_version(contract),
+                kept_in=failed_topic,
+                owner=contract.owner if contract is not None else None,
+                run_id=self.run_id,
+            ),
+        )
+        return len(failures)
+
+    # -- --once ---------------------------------------------------------------------------
+    def _drained(self, client: Consumer, ends: dict[tuple[str, int], tuple[int, int]]) -> bool:
+        """The group's committed offsets reached the ends taken when the run began."""
+        partitions = [TopicPartition(topic, p) for topic, p in ends]
+        try:
+            committed = client.committed(partitions, timeout=10)
+        except KafkaException as exc:
+            raise wrap_kafka_error(exc, "reading the group's committed offsets") from None
+        for tp in committed:
+            low, end = ends[(tp.topic, tp.partition)]
+            if max(tp.offset, low) < end:
+                return False
+        return True
+
+
+class _Orphan:
+    """Stands in for the input message of an output row whose lineage a step lost."""
+
+    def __init__(self, table: str, pipeline: str) -> None:
+        self._topic = topics.active(pipeline, table)
+
+    def value(self) -> None:
+        return None
+
+    def key(self) -> None:
+        return None
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return []
+
+    def topic(self) -> str:
+        return self._topic
+
+
+def _reason(rule: str, column: str | None, value: str | None, message: str) -> dict[str, Any]:
+    return {"rule": rule, "column": column, "value": value, "message": message}
+
+
+def _malformed(message: Message, text: str) -> _Failure:
+    return _Failure(message, "decode", [_reason("malformed_record", None, None, text)])
+
+
+def _row_failures(table: pa.Table, decoded: list[Message]) -> Iterable[_Failure]:
+    """The engine's per-row failures as failed-store records (one per input row)."""
+    if table.num_rows == 0:
+        return []
+    grouped: dict[int, _Failure] = {}
+    for row in table.to_pylist():
+        reason = _reason(row["step"], row["column"], row["value"], row["message"])
+        index = int(row["input_row"])
+        if index in grouped:
+            grouped[index].reasons.append(reason)
+        else:
+            grouped[index] = _Failure(decoded[index], row["step"], [reason])
+    return grouped.values()
+
+
+def _lineage(message: Message | _Orphan | None) -> Headers:
+    """The input record's lineage headers, to be carried by what it became."""
+    if message is None:
+        return []
+    return [(k, v) for k, v in (message.headers() or []) if k in LINEAGE]
+
+
+def _header(message: Message, name: str) -> bytes | None:
+    for key, value in message.headers() or []:
+        if key == name:
+            return value if isinstance(value, bytes) else None
+    return None
+
+
+def _is_json(failure: _Failure, value: bytes | None) -> bool:
+    return value is not None and failure.step != "decode"
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("utf-8", errors="replace")
+
+
+def _positions(client: Consumer) -> list[TopicPartition]:
+    """The next offset to read of every assigned partition that has one."""
+    try:
+        return [tp for tp in client.position(client.assignment()) if tp.offset >= 0]
+    except KafkaException as exc:
+        raise wrap_kafka_error(exc, "reading the consumer's positions") from None
+
+
+def _rewind(client: Consumer) -> None:
+    """Back to the group's committed offsets, after an aborted transaction."""
+    try:
+        for tp in client.committed(client.assignment(), timeout=30):
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            client.seek(TopicPartition(tp.topic, tp.partition, offset))
+    except KafkaException as exc:
+        raise wrap_kafka_error(exc, "rewinding to the committed offsets") from None
+
+
+def _version(contract: Contract | None) -> str | None:
+    return None if contract is None else contract.version or contract.content_hash
