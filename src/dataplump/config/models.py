@@ -344,6 +344,79 @@ class SparkConfig(_Model):
     """Spark master URL: `local[*]` runs in-process, `spark://host:7077` on a cluster."""
 
 
+_REFERENCE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_REFERENCE_KINDS = ("table", "csv", "parquet", "delta")
+
+
+class ReferenceConfig(_Model):
+    """One entry of ``transform.references:`` — a lookup table SQL steps can join.
+
+    Exactly one of `table`, `csv`, `parquet` and `delta` says where it comes from::
+
+        references:
+          customers: {table: customers, refresh_seconds: 300}
+          countries: {csv: ref/countries.csv}
+    """
+
+    table: OptionalStr = None
+    """A table (or view) of the source database (`source.url`), read whole."""
+    db_schema: OptionalStr = Field(None, alias="schema")
+    """Schema of `table` (key `schema`); default: `source.schema`."""
+    key: Annotated[tuple[str, ...], BeforeValidator(_as_list), Field(min_length=1)] | None = None
+    """Key column(s) of `table`, used to read it in a fixed order; default: the table's
+    `primary_key` under `tables:`, required when the table is not listed there."""
+    csv: Path | None = None
+    """A CSV file with a header line (relative to the pipeline file); types are inferred."""
+    parquet: Path | None = None
+    """A Parquet file (relative to the pipeline file)."""
+    delta: Path | None = None
+    """A Delta Lake table's folder (relative to the pipeline file); its latest version."""
+    refresh_seconds: float | None = Field(None, gt=0, allow_inf_nan=False)
+    """Reload the reference when it is older than this many seconds (checked when a batch
+    is transformed); unset: load it once and keep it."""
+
+    @field_validator("csv", "parquet", "delta")
+    @classmethod
+    def _file(cls, path: Path, info: ValidationInfo) -> Path:
+        path = _resolve(path, info)
+        exists = path.is_dir() if info.field_name == "delta" else path.is_file()
+        if info.context is not None and not exists:
+            what = "Delta table folder" if info.field_name == "delta" else "file"
+            raise ValueError(f"no such {what} (relative paths start at the pipeline file)")
+        return path
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ReferenceConfig:
+        given = [kind for kind in _REFERENCE_KINDS if getattr(self, kind) is not None]
+        if len(given) != 1:
+            found = f"found {', '.join(f'`{k}`' for k in given)}" if given else "found none"
+            raise conflict(
+                "a reference needs exactly one of `table`, `csv`, `parquet`, `delta`"
+                f" ({found}), e.g. `customers: {{table: customers}}`",
+                *given[1:2],
+            )
+        for key in ("db_schema", "key"):
+            if getattr(self, key) is not None and self.table is None:
+                shown = "schema" if key == "db_schema" else key
+                raise conflict(f"`{shown}` is for `table` references; remove it", shown)
+        return self
+
+    @property
+    def kind(self) -> str:
+        """``table``, ``csv``, ``parquet`` or ``delta``."""
+        return next(kind for kind in _REFERENCE_KINDS if getattr(self, kind) is not None)
+
+
+def _reference_name(name: str) -> str:
+    if not _REFERENCE_NAME.fullmatch(name):
+        raise ValueError(
+            "a reference name is a SQL name: letters, digits and `_`, not starting with a digit"
+        )
+    if name.lower() == "batch":
+        raise ValueError("`batch` is the name SQL steps see the incoming rows as; pick another")
+    return name
+
+
 class TransformConfig(_Model):
     """``transform:`` — steps that turn validated rows into curated rows."""
 
@@ -351,9 +424,39 @@ class TransformConfig(_Model):
     """Engine that runs the steps: `duckdb` (in-process) or `spark`."""
     spark: SparkConfig = Field(default_factory=dict, validate_default=True)
     """Spark settings, used when `engine: spark`."""
+    references: dict[Annotated[str, AfterValidator(_reference_name)], ReferenceConfig] = Field(
+        default_factory=dict
+    )
+    """Lookup tables by name, loaded once and cached; SQL steps see each as a relation of
+    that name (format: `docs/transform.md`)."""
     steps: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
-    """Per table, the ordered list of transform steps (each a mapping); tables must be
-    listed under `tables`."""
+    """Per table, the ordered list of transform steps, each a mapping with one key, the
+    step's kind (`trim`, `cast`, `sql`, `pandas`, ...; format: `docs/transform.md`); tables
+    must be listed under `tables`. Kept as written; the parsed steps are `steps_for(table)`."""
+
+    _parsed: dict[str, tuple[Any, ...]] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _parse_steps(self, info: ValidationInfo) -> TransformConfig:
+        """Parse every step; each problem is an error at its key (`steps.orders[2].cast`)."""
+        from dataplump.engine.spec import parse_steps  # here: the engine imports pyarrow
+
+        base = (info.context or {}).get("base_dir")
+        errors: list[InitErrorDetails] = []
+        for table, raw in self.steps.items():
+            parsed, problems = parse_steps(raw, base, check_files=info.context is not None)
+            self._parsed[table] = tuple(parsed)
+            for problem in problems:
+                loc = ("steps", table, *problem.path)
+                errors.append(InitErrorDetails(type=conflict(problem.message), loc=loc, input=raw))
+        if errors:
+            raise ValidationError.from_exception_data("TransformConfig", errors)
+        return self
+
+    def steps_for(self, table: str) -> tuple[Any, ...]:
+        """The parsed steps of ``table`` (:mod:`dataplump.engine.spec` models), in order;
+        empty when the table has none."""
+        return self._parsed.get(table, ())
 
 
 class SinkConfig(_Model):
