@@ -344,6 +344,9 @@ class Expectation(_Model):
     @model_validator(mode="before")
     @classmethod
     def _short_form(cls, data: Any) -> Any:
+        if isinstance(data, str) and data in ("null_share", "row_count_between"):
+            example = "{column: email, max: 0.05}" if data == "null_share" else "{min: 1}"
+            raise ValueError(f"`{data}` needs its argument: `- {data}: {example}`")
         return {data: True} if isinstance(data, str) else data
 
     @model_validator(mode="after")
@@ -886,6 +889,11 @@ def _message(error: Any, loc: Path_, path: Path_) -> str:
                 f"`{key}` is the end of a decimal(p,s) type cut at its comma; inside a flow"
                 " mapping `{...}` put the type in quotes, `type: 'decimal(12,2)'`"
             )
+        if len(loc) == 3 and loc[0] == "columns" and key == "relationships":
+            return (
+                f"column `{loc[1]}`: `relationships` is a table rule; write it under `rules:`"
+                f" as `- relationships: {{column: {loc[1]}, to: TABLE, field: COLUMN}}`"
+            )
         if len(loc) == 3 and loc[0] == "columns":
             rules = ", ".join(RULE_NAMES)
             hint = _suggest(key, [*RULE_NAMES, *COLUMN_KEYS], KNOWN_ELSEWHERE)
@@ -928,6 +936,8 @@ def _message(error: Any, loc: Path_, path: Path_) -> str:
         return f"expected {_EXPECTED[kind]}, got {got}"
     if kind in ("too_short", "string_too_short"):
         return "must not be empty"
+    if kind in ("greater_than_equal", "less_than_equal") and loc[-2:] == ("null_share", "max"):
+        return f"expected a share from 0 to 1 (0.05 is 5%), got {got}"
     if kind == "greater_than_equal":
         return f"expected a number >= {ctx.get('ge')}, got {got}"
     if kind == "less_than_equal":
