@@ -13,7 +13,12 @@ reads straight from the Arrow memory::
       FROM b LEFT JOIN d0 ON ...)
     WHERE f0 OR f1 OR ...
 
-so only the invalid rows come back (sorted by row afterwards). Their reasons
+so only the invalid rows come back (sorted by row afterwards). A ``relationships`` rule
+adds ``r0 AS (SELECT DISTINCT field AS __dp_key FROM <reference> WHERE ...)`` and a
+``LEFT JOIN r0``: the reference tables are registered as relations beside the batch, and
+a row without a match breaks the rule (an anti-join). Expectations read only counts
+(rows, Arrow's null counts); a failed ``reject_batch`` one makes every row invalid, its
+reasons prepended to the rows' own with Arrow compute. Their reasons
 (``list<struct<rule, column, value, message>>``) are assembled from the flags with Arrow
 compute, and the valid and invalid rows are filters of the input. The query is built
 once per batch schema.
