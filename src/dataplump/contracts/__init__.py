@@ -25,6 +25,7 @@ types, Arrow types, drift), :mod:`~dataplump.contracts.check` (the DuckDB check)
 from dataplump.contracts.check import (
     REASON_TYPE,
     REASONS_TYPE,
+    BatchFailure,
     CheckResult,
     RuleCount,
     SchemaIssue,
@@ -34,15 +35,25 @@ from dataplump.contracts.errors import (
     CheckFailedError,
     ContractError,
     ContractProblem,
+    ReferenceTableError,
 )
 from dataplump.contracts.rules import RULES, ColumnRule
-from dataplump.contracts.spec import ColumnSpec, Contract, Policy, TableRule
+from dataplump.contracts.spec import (
+    ColumnSpec,
+    Contract,
+    Expectation,
+    OnFail,
+    Policy,
+    Relationship,
+    TableRule,
+)
 from dataplump.contracts.types import LogicalType, parse_type
 
 __all__ = [
     "REASONS_TYPE",
     "REASON_TYPE",
     "RULES",
+    "BatchFailure",
     "BatchRejectedError",
     "CheckFailedError",
     "CheckResult",
@@ -51,8 +62,12 @@ __all__ = [
     "Contract",
     "ContractError",
     "ContractProblem",
+    "Expectation",
     "LogicalType",
+    "OnFail",
     "Policy",
+    "ReferenceTableError",
+    "Relationship",
     "RuleCount",
     "SchemaIssue",
     "TableRule",

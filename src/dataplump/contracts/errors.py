@@ -5,6 +5,8 @@
     TerminalError (dataplump.errors)
     └── BatchRejectedError     a whole batch breaks the contract (policy `reject_batch`,
                                or a rule could not run on it): send the batch to the DLQ
+    └── ReferenceTableError    a `relationships` rule's reference table was not passed to
+                               the check, or lacks the rule's field: fix the caller
     TransientError (dataplump.errors)
     └── CheckFailedError       DuckDB ran out of memory or was interrupted: retry later
 
@@ -107,6 +109,19 @@ class BatchRejectedError(TerminalError):
         self.contract_hash = contract_hash
         self.reasons = tuple(reasons)
         self.owner = owner
+
+
+class ReferenceTableError(TerminalError):
+    """A ``relationships`` rule cannot run: its reference table was not passed to
+    :meth:`Contract.check` (``references``), lacks the rule's ``field``, or holds values
+    of a type the column cannot be compared with. The batch is not at fault: fix the
+    caller (the stage passes every table of :meth:`Contract.reference_names`)."""
+
+    def __init__(self, message: str, *, table: str, rule: str, reference: str) -> None:
+        super().__init__(message)
+        self.table = table
+        self.rule = rule
+        self.reference = reference
 
 
 class CheckFailedError(TransientError):

@@ -15,6 +15,11 @@ beside it (``docs/contracts.md`` is the reference)::
     rules:
       - name: paid_orders_have_amount
         expression_is_true: "status <> 'paid' OR amount > 0"
+      - relationships: {column: customer_id, to: customers, field: id}
+    expectations:                    # about the whole batch (output contracts)
+      - row_count_not_zero
+      - null_share: {column: status, max: 0.05}
+        on_fail: warn
 
 :meth:`Contract.from_config` loads one and checks everything a batch cannot fix: unknown
 rules and types (with "did you mean"), rules that do not fit their column's type,
@@ -46,7 +51,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    NonNegativeInt,
     PrivateAttr,
+    StrictBool,
     ValidationError,
     model_validator,
 )
@@ -88,8 +95,25 @@ Locate = Callable[[Path_], tuple[int | None, int | None]]
 
 COLUMN_KEYS = ("type", "description", "owner")
 """Keys of a column that are not rules."""
-TABLE_RULE_KINDS = ("unique", "expression_is_true")
+TABLE_RULE_KINDS = ("unique", "expression_is_true", "relationships")
 """Rules that can be written under ``rules:`` (about the row, not one column)."""
+OnFail = Literal["reject_batch", "warn"]
+"""What a failed expectation does: ``reject_batch`` makes every row of the batch invalid
+with the expectation as a reason (nothing is valid); ``warn`` only reports it."""
+EXPECTATION_KINDS = ("row_count_not_zero", "row_count_between", "null_share")
+"""Expectations that can be written under ``expectations:`` (about the whole batch)."""
+EXPECTATIONS_KNOWN_ELSEWHERE = {
+    "not_empty": "row_count_not_zero",
+    "row_count": "row_count_between",
+    "expect_table_row_count_to_be_between": "row_count_between",
+    "expect_table_row_count_to_equal": "row_count_between",
+    "missing_percent": "null_share",
+    "missing_count": "null_share",
+    "null_percent": "null_share",
+    "not_null_proportion": "null_share",
+    "expect_column_values_to_not_be_null": "null_share",
+}
+"""Names Great Expectations, Soda and dbt use for our expectations, for hints."""
 
 
 def _version(value: Any) -> Any:
@@ -183,10 +207,22 @@ def _is_off(value: Any) -> bool:
     return isinstance(value, dict) and value.get("value") is False
 
 
+class Relationship(_Model):
+    """The argument of a ``relationships`` table rule (dbt's name): every non-null value
+    of ``column`` must be a value of ``field`` in the reference table ``to``."""
+
+    column: str = Field(min_length=1)
+    """The contract's column holding the reference (the foreign key)."""
+    to: str = Field(min_length=1)
+    """The reference table's name: the key of ``references`` in :meth:`Contract.check`."""
+    field: str = Field(min_length=1)
+    """The reference table's column the values must be found in."""
+
+
 class TableRule(_Model):
     """One entry of ``rules:`` — a rule about the whole row rather than one column.
 
-    Exactly one of ``unique`` and ``expression_is_true``::
+    Exactly one of ``unique``, ``expression_is_true`` and ``relationships``::
 
         rules:
           - unique: [tenant_id, id]
@@ -194,6 +230,7 @@ class TableRule(_Model):
             expression_is_true: "shipped_at IS NULL OR shipped_at >= ordered_at"
             column: shipped_at
             owner: "#logistics"
+          - relationships: {column: customer_id, to: customers, field: id}
     """
 
     name: str | None = Field(None, min_length=1)
@@ -207,13 +244,17 @@ class TableRule(_Model):
     """Text of the violation instead of the default message."""
     column: str | None = None
     """The column violations name and show the value of; default: none for
-    `expression_is_true`, the listed columns for `unique`."""
+    `expression_is_true`, the listed columns for `unique`, `relationships.column` for
+    `relationships` (which takes no other)."""
     unique: Annotated[tuple[str, ...], BeforeValidator(_as_list), Field(min_length=1)] | None = None
     """Columns whose values together must not repeat within a batch (rows with a null in
     any of them are never duplicates)."""
     expression_is_true: str | None = Field(None, min_length=1)
     """A SQL boolean expression (DuckDB dialect) over the row's columns that must not be
     false (null passes, as in a SQL CHECK constraint)."""
+    relationships: Relationship | None = None
+    """Referential integrity: each non-null value of ``column`` must be in the reference
+    table ``to``'s column ``field`` (a null passes, as in a SQL foreign key)."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> TableRule:
@@ -227,13 +268,113 @@ class TableRule(_Model):
 
     @property
     def kind(self) -> str:
-        """``unique`` or ``expression_is_true``."""
-        return "unique" if self.unique is not None else "expression_is_true"
+        """``unique``, ``expression_is_true`` or ``relationships``."""
+        return next(kind for kind in TABLE_RULE_KINDS if getattr(self, kind) is not None)
 
     @property
     def rule_name(self) -> str:
         """The name violations carry: ``name``, else the kind."""
         return self.name or self.kind
+
+
+class NullShare(_Model):
+    """The argument of ``null_share``: at most ``max`` of the batch's rows have a null
+    ``column``."""
+
+    column: str = Field(min_length=1)
+    """A declared column."""
+    max: Annotated[float, Field(ge=0, le=1)]
+    """The largest share of nulls allowed, from 0 (none) to 1 (all): 0.05 is 5%."""
+
+
+class RowCountBetween(_Model):
+    """The argument of ``row_count_between``: the batch has ``min`` to ``max`` rows
+    (both inclusive; one may be left out)."""
+
+    min: NonNegativeInt | None = None
+    """Fewest rows allowed."""
+    max: NonNegativeInt | None = None
+    """Most rows allowed."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RowCountBetween:
+        if self.min is None and self.max is None:
+            raise ValueError("`row_count_between` needs `min`, `max` or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(
+                f"`min` {self.min} is greater than `max` {self.max}; no batch can pass"
+            )
+        return self
+
+
+class Expectation(_Model):
+    """One entry of ``expectations:`` — something the whole batch must meet.
+
+    Exactly one of ``row_count_not_zero``, ``row_count_between`` and ``null_share``;
+    ``- row_count_not_zero`` alone is short for ``- row_count_not_zero: true``::
+
+        expectations:
+          - row_count_not_zero
+          - name: email_mostly_known
+            null_share: {column: email, max: 0.05}
+            on_fail: warn
+            owner: "#crm"
+          - row_count_between: {min: 1, max: 1000000}
+    """
+
+    name: str | None = Field(None, min_length=1)
+    """The expectation's name in results and reasons; default: its kind."""
+    description: str | None = None
+    """What the expectation means; for people."""
+    owner: str | None = None
+    """Who is told when it fails; default: the column's owner, else the contract's."""
+    message: str | None = None
+    """Text of the failure instead of the default message."""
+    on_fail: OnFail = "reject_batch"
+    """`reject_batch`: every row of the batch is invalid, with this expectation among its
+    reasons; `warn`: the batch is checked as if it had passed, and the failure reported."""
+    row_count_not_zero: StrictBool | None = None
+    """The batch is not empty — unless the input it was made from was empty too
+    (``input_rows`` of :meth:`Contract.check`; not given: the batch must not be empty)."""
+    row_count_between: RowCountBetween | None = None
+    """The batch's row count is within ``min`` and ``max``."""
+    null_share: NullShare | None = None
+    """The share of the batch's rows whose ``column`` is null is at most ``max``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: Any) -> Any:
+        if isinstance(data, str) and data in ("null_share", "row_count_between"):
+            example = "{column: email, max: 0.05}" if data == "null_share" else "{min: 1}"
+            raise ValueError(f"`{data}` needs its argument: `- {data}: {example}`")
+        return {data: True} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Expectation:
+        if self.row_count_not_zero is False:
+            raise ValueError("`row_count_not_zero: false` checks nothing; remove the entry")
+        given = [kind for kind in EXPECTATION_KINDS if getattr(self, kind) is not None]
+        if len(given) != 1:
+            found = f"both {' and '.join(f'`{k}`' for k in given)}" if given else "none"
+            raise ValueError(
+                f"an expectation needs exactly one of {', '.join(EXPECTATION_KINDS)}; found {found}"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        """``row_count_not_zero``, ``row_count_between`` or ``null_share``."""
+        return next(kind for kind in EXPECTATION_KINDS if getattr(self, kind) is not None)
+
+    @property
+    def expectation_name(self) -> str:
+        """The name results carry: ``name``, else the kind."""
+        return self.name or self.kind
+
+    @property
+    def column(self) -> str | None:
+        """The column it is about (``null_share``), else None."""
+        return self.null_share.column if self.null_share is not None else None
 
 
 class Contract(_Model):
@@ -263,7 +404,11 @@ class Contract(_Model):
     columns: dict[str, ColumnSpec] = Field(default_factory=dict)
     """The declared columns, by name, in order."""
     rules: tuple[TableRule, ...] = ()
-    """Rules about the whole row: `unique` over several columns, `expression_is_true`."""
+    """Rules about the whole row: `unique` over several columns, `expression_is_true`,
+    `relationships` to a reference table."""
+    expectations: tuple[Expectation, ...] = ()
+    """Expectations about the whole batch (`row_count_not_zero`, `row_count_between`,
+    `null_share`), as output contracts use them."""
 
     _table: str = PrivateAttr("")
     _source: Path | None = PrivateAttr(None)
@@ -312,7 +457,14 @@ class Contract(_Model):
         Defaults are filled in and short forms expanded first, so two files that mean
         the same have the same hash; any change of meaning changes it.
         """
-        canonical = orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        data = self.model_dump(mode="json")
+        # Keys added later are left out while unused, so older contracts keep their hash.
+        if not data["expectations"]:
+            del data["expectations"]
+        for rule in data["rules"]:
+            if rule["relationships"] is None:
+                del rule["relationships"]
+        canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(canonical).hexdigest()[:12]
 
     @property
@@ -346,13 +498,29 @@ class Contract(_Model):
                 return table_rule.owner
         return self.owner
 
+    def expectation_owner(self, expectation: Expectation) -> str | None:
+        """Who to tell when ``expectation`` fails: its owner, else its column's, else the
+        contract's."""
+        spec = self.columns.get(expectation.column or "")
+        return expectation.owner or (spec.owner if spec else None) or self.owner
+
+    def reference_names(self) -> frozenset[str]:
+        """Names of the reference tables the contract's ``relationships`` rules need, to
+        be passed to :meth:`check` as ``references``."""
+        return frozenset(r.relationships.to for r in self.rules if r.relationships is not None)
+
     def check(
-        self, batch: pa.Table | pa.RecordBatch, *, now: datetime | None = None
+        self,
+        batch: pa.Table | pa.RecordBatch,
+        *,
+        now: datetime | None = None,
+        references: Mapping[str, pa.Table] | None = None,
+        input_rows: int | None = None,
     ) -> CheckResult:
         """Check a batch; see :func:`dataplump.contracts.check.check`."""
         from dataplump.contracts.check import check
 
-        return check(self, batch, now=now)
+        return check(self, batch, now=now, references=references, input_rows=input_rows)
 
     # ---- load-time checks -------------------------------------------------------------
 
@@ -371,6 +539,7 @@ class Contract(_Model):
                 )
             problems += _column_problems(name, spec)
         problems += self._table_rule_problems()
+        problems += self._expectation_problems()
         problems += _duckdb_problems(self, {p.path for p in problems})
         return problems
 
@@ -389,7 +558,18 @@ class Contract(_Model):
             named: list[tuple[Path_, str | None]] = [
                 (("rules", i, "unique", j), column) for j, column in enumerate(rule.unique or ())
             ]
-            named.append((("rules", i, "column"), rule.column))
+            if rule.relationships is not None:
+                named.append((("rules", i, "relationships", "column"), rule.relationships.column))
+                if rule.column is not None and rule.column != rule.relationships.column:
+                    problems.append(
+                        ContractProblem(
+                            ("rules", i, "column"),
+                            f"table rule `{rule.rule_name}` shows `relationships.column`"
+                            f" ({rule.relationships.column}); remove `column`",
+                        )
+                    )
+            else:
+                named.append((("rules", i, "column"), rule.column))
             for at, column in named:
                 if column is not None and column not in self.columns:
                     problems.append(
@@ -399,6 +579,31 @@ class Contract(_Model):
                             f" contract does not declare{_suggest(column, list(self.columns))}",
                         )
                     )
+        return problems
+
+    def _expectation_problems(self) -> list[ContractProblem]:
+        problems = []
+        seen: dict[tuple[str, str | None], int] = {}
+        for i, expectation in enumerate(self.expectations):
+            name = expectation.expectation_name
+            if (first := seen.setdefault((name, expectation.column), i)) != i:
+                problems.append(
+                    ContractProblem(
+                        ("expectations", i),
+                        f"expectations {first} and {i} are both `{name}`"
+                        + (f" of column `{expectation.column}`" if expectation.column else "")
+                        + "; give each a different `name`",
+                    )
+                )
+            column = expectation.column
+            if column is not None and column not in self.columns:
+                problems.append(
+                    ContractProblem(
+                        ("expectations", i, expectation.kind, "column"),
+                        f"expectation `{name}` names column `{column}`, which the contract"
+                        f" does not declare{_suggest(column, list(self.columns))}",
+                    )
+                )
         return problems
 
 
@@ -626,6 +831,12 @@ def _suggest(name: str, valid: list[str], known: Mapping[str, str] | None = None
 _TOP_KEYS = list(Contract.model_fields)
 _RULE_KEYS = ["value", "owner", "message"]
 _TABLE_RULE_KEYS = list(TableRule.model_fields)
+_EXPECTATION_KEYS = list(Expectation.model_fields)
+_ARGUMENT_KEYS = {
+    "relationships": list(Relationship.model_fields),
+    "null_share": list(NullShare.model_fields),
+    "row_count_between": list(RowCountBetween.model_fields),
+}
 _EXPECTED = {
     "string_type": "a string",
     "bool_type": "true or false",
@@ -636,6 +847,8 @@ _EXPECTED = {
     "model_attributes_type": "a mapping",
     "tuple_type": "a list",
     "list_type": "a list",
+    "float_type": "a number",
+    "float_parsing": "a number",
 }
 
 
@@ -676,6 +889,11 @@ def _message(error: Any, loc: Path_, path: Path_) -> str:
                 f"`{key}` is the end of a decimal(p,s) type cut at its comma; inside a flow"
                 " mapping `{...}` put the type in quotes, `type: 'decimal(12,2)'`"
             )
+        if len(loc) == 3 and loc[0] == "columns" and key == "relationships":
+            return (
+                f"column `{loc[1]}`: `relationships` is a table rule; write it under `rules:`"
+                f" as `- relationships: {{column: {loc[1]}, to: TABLE, field: COLUMN}}`"
+            )
         if len(loc) == 3 and loc[0] == "columns":
             rules = ", ".join(RULE_NAMES)
             hint = _suggest(key, [*RULE_NAMES, *COLUMN_KEYS], KNOWN_ELSEWHERE)
@@ -694,6 +912,18 @@ def _message(error: Any, loc: Path_, path: Path_) -> str:
             hint = _suggest(key, _TABLE_RULE_KEYS, KNOWN_ELSEWHERE)
             valid = ", ".join(_TABLE_RULE_KEYS)
             return f"table rule {loc[1]}: unknown key `{key}`{hint} (valid: {valid})"
+        if len(loc) == 3 and loc[0] == "expectations":
+            hint = _suggest(key, _EXPECTATION_KEYS, EXPECTATIONS_KNOWN_ELSEWHERE)
+            kinds = ", ".join(EXPECTATION_KINDS)
+            others = ", ".join(k for k in _EXPECTATION_KEYS if k not in EXPECTATION_KINDS)
+            return (
+                f"expectation {loc[1]}: unknown expectation `{key}`{hint} (expectations:"
+                f" {kinds}; other keys: {others})"
+            )
+        if len(loc) == 4 and loc[0] in ("rules", "expectations"):
+            valid = ", ".join(_ARGUMENT_KEYS.get(str(loc[2]), []))
+            hint = _suggest(key, _ARGUMENT_KEYS.get(str(loc[2]), []))
+            return f"`{loc[2]}`: unknown key `{key}`{hint} (valid: {valid})"
         return f"unknown key `{key}`{_suggest(key, _TOP_KEYS)} (valid: {', '.join(_TOP_KEYS)})"
     if kind == "literal_error":
         options = [
@@ -706,8 +936,12 @@ def _message(error: Any, loc: Path_, path: Path_) -> str:
         return f"expected {_EXPECTED[kind]}, got {got}"
     if kind in ("too_short", "string_too_short"):
         return "must not be empty"
+    if kind in ("greater_than_equal", "less_than_equal") and loc[-2:] == ("null_share", "max"):
+        return f"expected a share from 0 to 1 (0.05 is 5%), got {got}"
     if kind == "greater_than_equal":
         return f"expected a number >= {ctx.get('ge')}, got {got}"
+    if kind == "less_than_equal":
+        return f"expected a number <= {ctx.get('le')}, got {got}"
     text = str(error["msg"]).removeprefix("Value error, ")
     return f"{text}"
 

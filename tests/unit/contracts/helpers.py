@@ -79,3 +79,15 @@ def batch(case: dict[str, Any], contract: Contract) -> pa.Table:
         else:
             arrays.append(pa.array(values, type_))
     return pa.table(dict(zip(types, arrays, strict=True)))
+
+
+def reference_tables(case: dict[str, Any]) -> dict[str, pa.Table]:
+    """The case's ``references``: per name, a table of ``rows`` with ``arrow`` types."""
+    tables = {}
+    for name, given in (case.get("references") or {}).items():
+        types = {column: arrow_type(t) for column, t in given["arrow"].items()}
+        rows = given.get("rows") or []
+        tables[name] = pa.table(
+            {c: pa.array([value(r.get(c), t) for r in rows], t) for c, t in types.items()}
+        )
+    return tables

@@ -7,6 +7,10 @@ reasons as ``[rule, column, value]`` in order; optionally ``messages`` (a fragme
 reason), ``counts`` (rows per ``rule`` or ``column.rule``), ``owners`` (per
 ``column.rule``), ``schema_issues`` (``kind column policy``), or ``rejected`` (a
 fragment of the BatchRejectedError raised instead).
+
+Output-contract cases add ``references`` (per reference table, its ``arrow`` types and
+``rows``), ``input_rows``, and the failed expectations expected in ``batch_failures``
+and ``batch_warnings`` (each ``[expectation, column, observed]``; default: none).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ import pyarrow as pa
 import pytest
 
 from dataplump.contracts import REASONS_TYPE, RULES, BatchRejectedError, Contract
+from dataplump.contracts.spec import EXPECTATION_KINDS, TABLE_RULE_KINDS
 from dataplump.errors import TerminalError
-from tests.unit.contracts.helpers import CASES, batch, load_yaml
+from tests.unit.contracts.helpers import CASES, batch, load_yaml, reference_tables
 
 CHECK = sorted((CASES / "check").glob("*.yaml"))
 
@@ -29,6 +34,10 @@ def test_every_rule_has_a_case() -> None:
     texts = "\n".join(case.read_text(encoding="utf-8") for case in CHECK)
     for rule in RULES:
         assert f"{rule.name}:" in texts, f"no case uses rule `{rule.name}`"
+    for kind in (*TABLE_RULE_KINDS, *EXPECTATION_KINDS):
+        assert kind in texts, f"no case uses `{kind}`"
+    for on_fail in ("reject_batch", "warn"):
+        assert f"on_fail: {on_fail}" in texts, f"no case for on_fail: {on_fail}"
     for key in ("on_unknown_column", "on_missing_column", "on_type_drift"):
         for policy in ("pass", "reject_row", "reject_batch"):
             assert f"{key}: {policy}" in texts, f"no case for {key}: {policy}"
@@ -40,15 +49,23 @@ def test_case(path: Path) -> None:
     contract = Contract.from_config(path.stem, case["contract"])
     table = batch(case, contract)
     now = datetime.fromisoformat(case["now"]) if "now" in case else None
+    references = reference_tables(case)
+    input_rows = case.get("input_rows")
     if "rejected" in case:
         with pytest.raises(BatchRejectedError) as caught:
-            contract.check(table, now=now)
+            contract.check(table, now=now, references=references, input_rows=input_rows)
         assert isinstance(caught.value, TerminalError)
         assert case["rejected"] in str(caught.value)
         assert caught.value.contract_hash == contract.content_hash
         assert caught.value.contract_version == contract.version
         return
-    result = contract.check(table, now=now)
+    result = contract.check(table, now=now, references=references, input_rows=input_rows)
+    for key in ("batch_failures", "batch_warnings"):
+        failed = [[f.expectation, f.column, f.observed] for f in getattr(result, key)]
+        assert failed == (case.get(key) or []), key
+    if result.batch_failures:
+        assert result.valid.num_rows == 0
+        assert result.num_invalid == table.num_rows
 
     # Valid and invalid rows: the original rows, in order, same schema.
     expected_invalid = {int(k): v for k, v in (case.get("invalid") or {}).items()}

@@ -37,4 +37,4 @@ def test_docs_examples_run(tmp_path: Path) -> None:
         elif language == "python" and not text.startswith("# not run"):
             exec(compile(text, f"{DOC}:python", "exec"), namespace)  # noqa: S102
             ran["python"] += 1
-    assert ran == {"contract": 12, "pipeline": 1, "python": 12}
+    assert ran == {"contract": 14, "pipeline": 1, "python": 14}
