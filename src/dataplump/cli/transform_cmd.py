@@ -71,10 +71,11 @@ def _run_slot(
         report(("done", slot, None))
 
 
-def _child(*args: Any) -> None:
+def _child(
+    config: Path, bootstrap: str, tables: list[str], slot: int, once: bool, stop: Any, results: Any
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    results: Any = args[-1]
-    _run_slot(*args[:-1], results.put)
+    _run_slot(config, bootstrap, tables, slot, once, stop, results.put)
 
 
 def transform(

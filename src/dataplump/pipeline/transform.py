@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import polars as pl
 import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
@@ -236,7 +237,7 @@ class Transformer:
     def _transaction(self, producer: Producer, client: Consumer, messages: list[Message]) -> None:
         by_table: dict[str, list[Message]] = defaultdict(list)
         for message in messages:
-            by_table[self._table_of[message.topic()]].append(message)
+            by_table[self._table_of[str(message.topic())]].append(message)
         deltas = []
         producer.begin()
         try:
@@ -272,7 +273,7 @@ class Transformer:
                         exc.step,
                         [_reason("step_failed", None, None, exc.message)],
                         error={
-                            "type": exc.kind,
+                            "step_kind": exc.kind,
                             "message": exc.message,
                             "traceback": exc.traceback_summary,
                         },
@@ -292,12 +293,18 @@ class Transformer:
                     ),
                 )
             else:
-                for step, n in getattr(result, "filtered", {}).items():
+                for step, n in result.filtered.items():
                     counts.filtered[step] = counts.filtered.get(step, 0) + n
                 failures += _row_failures(result.row_failures, decoded)
+                rows = result.source_rows
+                if rows is None:  # a step lost the row lineage: follow the primary key
+                    key = self.config.tables[table].primary_key
+                    rows = _rows_by_key(inputs, result.output, key)
                 valid_out, lineage = self._check_output(
-                    table, result.output, result.source_rows, decoded, inputs.num_rows, failures
+                    table, result.output, rows, decoded, inputs.num_rows, failures
                 )
+                if result.output.num_rows == 0 and len(failures) >= len(messages):
+                    counts.filtered.clear()  # every input is in the failed store instead
         if valid_out is not None and valid_out.num_rows:
             counts.processed = self._produce_processed(producer, table, valid_out, lineage)
         counts.failed = self._produce_failed(producer, table, failures)
@@ -310,13 +317,14 @@ class Transformer:
         messages of its rows; records that do not decode join ``failures``."""
         groups: dict[str, list[Message]] = defaultdict(list)
         for message in messages:
-            sid = _header(message, HEADER_SCHEMA)
-            if message.value() is None or sid is None:
+            header = _header(message, HEADER_SCHEMA)
+            if message.value() is None or header is None:
                 what = "has no value" if message.value() is None else "has no dp.schema header"
                 failures.append(_malformed(message, f"the record {what}: not written by DataPlump"))
             else:
-                groups[sid.decode()].append(message)
-        tables, decoded = [], []
+                groups[header.decode(errors="replace")].append(message)
+        tables: list[pa.Table] = []
+        decoded: list[Message] = []
         for sid, group in groups.items():
             try:
                 schema = self.schemas.get(sid)
@@ -324,12 +332,12 @@ class Transformer:
                 failures += [_malformed(m, str(exc)) for m in group]
                 continue
             try:
-                tables.append(decode_rows([m.value() for m in group], schema))
+                tables.append(decode_rows([_value(m) for m in group], schema))
                 decoded += group
             except RecordDecodeError:
                 for message in group:  # rare: find the bad ones one by one
                     try:
-                        tables.append(decode_rows([message.value()], schema))
+                        tables.append(decode_rows([_value(message)], schema))
                         decoded.append(message)
                     except RecordDecodeError as exc:
                         failures.append(_malformed(message, str(exc)))
@@ -371,6 +379,16 @@ class Transformer:
                     input_rows=input_rows,
                 )
                 reasons_by_row = list(checked.rejections())
+                if checked.batch_failures and output.num_rows == 0:
+                    # e.g. row_count_not_zero: no output row to keep, so keep the inputs
+                    reasons = [
+                        _reason(f.expectation, f.column, None, f.message)
+                        for f in checked.batch_failures
+                    ]
+                    already = {id(f.message) for f in failures}
+                    failures += [
+                        _Failure(m, step, list(reasons)) for m in decoded if id(m) not in already
+                    ]
             except BatchRejectedError as exc:
                 reason = _reason("batch_rejected", None, None, str(exc))
                 reasons_by_row = [(i, [reason]) for i in range(output.num_rows)]
@@ -430,8 +448,8 @@ class Transformer:
                 "step": failure.step,
                 "reasons": failure.reasons,
                 "error": failure.error,
-                "input": orjson.Fragment(value) if _is_json(failure, value) else None,
-                "input_text": None if _is_json(failure, value) else _text(value),
+                "input": orjson.Fragment(value) if value and failure.step != "decode" else None,
+                "input_text": _text(value) if failure.step == "decode" else None,
                 "output": orjson.Fragment(failure.output) if failure.output else None,
                 "failed_at": now,
                 "run": self.run_id,
@@ -503,6 +521,28 @@ class _Orphan:
         return self._topic
 
 
+def _rows_by_key(inputs: pa.Table, output: pa.Table, key: Sequence[str]) -> pa.Array | None:
+    """Per output row, the input row with the same primary key (the last one, if a key
+    repeats), or null; None when the output lacks the key columns."""
+    if any(column not in output.schema.names for column in key):
+        return None
+    try:
+        wanted = output.select(list(key)).cast(inputs.select(list(key)).schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    out = pl.from_arrow(wanted)
+    into = pl.from_arrow(inputs.select(list(key)))
+    assert isinstance(out, pl.DataFrame)
+    assert isinstance(into, pl.DataFrame)
+    joined = out.with_row_index("_out").join(
+        into.with_row_index("_in").unique(subset=list(key), keep="last"),
+        on=list(key),
+        how="left",
+        nulls_equal=False,
+    )
+    return joined.sort("_out")["_in"].cast(pl.Int64).to_arrow()
+
+
 def _reason(rule: str, column: str | None, value: str | None, message: str) -> dict[str, Any]:
     return {"rule": rule, "column": column, "value": value, "message": message}
 
@@ -530,18 +570,22 @@ def _lineage(message: Message | _Orphan | None) -> Headers:
     """The input record's lineage headers, to be carried by what it became."""
     if message is None:
         return []
-    return [(k, v) for k, v in (message.headers() or []) if k in LINEAGE]
+    return [(k, v) for k, v in _headers(message) if k in LINEAGE]
 
 
 def _header(message: Message, name: str) -> bytes | None:
-    for key, value in message.headers() or []:
-        if key == name:
-            return value if isinstance(value, bytes) else None
-    return None
+    return next((value for key, value in _headers(message) if key == name), None)
 
 
-def _is_json(failure: _Failure, value: bytes | None) -> bool:
-    return value is not None and failure.step != "decode"
+def _headers(message: Message | _Orphan) -> list[tuple[str, bytes]]:
+    """A consumed record's headers (librdkafka gives a list of (name, bytes) pairs)."""
+    pairs: Any = message.headers() or []
+    return [(str(k), v) for k, v in pairs if isinstance(v, bytes)]
+
+
+def _value(message: Message) -> bytes:
+    value = message.value()
+    return value if isinstance(value, bytes) else b""
 
 
 def _text(value: bytes | None) -> str | None:
