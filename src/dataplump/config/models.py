@@ -407,14 +407,17 @@ class ReferenceConfig(_Model):
         return next(kind for kind in _REFERENCE_KINDS if getattr(self, kind) is not None)
 
 
-def _reference_name(name: str) -> str:
+def _reference_name_problem(name: str) -> str | None:
     if not _REFERENCE_NAME.fullmatch(name):
-        raise ValueError(
-            "a reference name is a SQL name: letters, digits and `_`, not starting with a digit"
+        return (
+            f"reference name `{name}` is not a SQL name: use letters, digits and `_`,"
+            " not starting with a digit"
         )
     if name.lower() == "batch":
-        raise ValueError("`batch` is the name SQL steps see the incoming rows as; pick another")
-    return name
+        return (
+            "`batch` is the name SQL steps see the incoming rows as; name the reference otherwise"
+        )
+    return None
 
 
 class TransformConfig(_Model):
@@ -424,9 +427,7 @@ class TransformConfig(_Model):
     """Engine that runs the steps: `duckdb` (in-process) or `spark`."""
     spark: SparkConfig = Field(default_factory=dict, validate_default=True)
     """Spark settings, used when `engine: spark`."""
-    references: dict[Annotated[str, AfterValidator(_reference_name)], ReferenceConfig] = Field(
-        default_factory=dict
-    )
+    references: dict[str, ReferenceConfig] = Field(default_factory=dict)
     """Lookup tables by name, loaded once and cached; SQL steps see each as a relation of
     that name (format: `docs/transform.md`)."""
     steps: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
@@ -443,6 +444,10 @@ class TransformConfig(_Model):
 
         base = (info.context or {}).get("base_dir")
         errors: list[InitErrorDetails] = []
+        for name in self.references:
+            if message := _reference_name_problem(name):
+                loc: tuple[str | int, ...] = ("references", name)
+                errors.append(InitErrorDetails(type=conflict(message), loc=loc, input=name))
         for table, raw in self.steps.items():
             parsed, problems = parse_steps(raw, base, check_files=info.context is not None)
             self._parsed[table] = tuple(parsed)

@@ -191,8 +191,5 @@ def _kind(value: Any) -> str:
     if value is None:
         return "None (did it forget to `return df`?)"
     cls = type(value)
-    return (
-        f"a {cls.__module__}.{cls.__qualname__}"
-        if cls.__module__ != "builtins"
-        else f"a {cls.__name__}"
-    )
+    name = cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
