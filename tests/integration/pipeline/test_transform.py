@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -136,7 +137,8 @@ def alerts_of(bootstrap: str, pipeline: str) -> list[AlertEvent]:
 
 
 def headers(message: Message) -> dict[str, bytes]:
-    return {k: v for k, v in message.headers() or [] if isinstance(v, bytes)}
+    pairs: Any = message.headers() or []
+    return {str(k): v for k, v in pairs if isinstance(v, bytes)}
 
 
 def test_clean_enrich_validate_and_keep_every_failure(tmp_path: Path, kafka_bootstrap: str) -> None:
