@@ -19,6 +19,8 @@ from dataplump.config import (
     PipelineConfig,
     load_config,
 )
+from dataplump.config.loader import locate
+from dataplump.engine import check_steps
 
 app = typer.Typer(
     help=(
@@ -59,10 +61,25 @@ def check(
     show: bool = typer.Option(
         False, "--show", help="Print the effective config as YAML, secrets masked."
     ),
+    steps: bool = typer.Option(
+        True,
+        "--steps/--no-steps",
+        help="Also run each table's transform steps on an empty batch shaped like its"
+        " contract: imports user functions, loads reference tables, and finds unknown"
+        " columns in SQL and built-in steps (needs the source database for references).",
+    ),
 ) -> None:
     """Validate the pipeline file; print its problems, or a summary."""
     try:
         pipeline = load_config(config)
+        if steps:
+            problems = [
+                (problem.path, problem.message)
+                for table in pipeline.transform.steps
+                for problem in check_steps(pipeline, table)
+            ]
+            if problems:
+                raise InvalidConfigError(config, locate(config, problems))
     except InvalidConfigError as exc:
         for issue in exc.issues:
             err_console.print(

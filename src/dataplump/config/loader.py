@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,15 @@ def load_config(
         issues.sort(key=lambda i: (i.env_var or "", i.line or 0, i.column or 0))
         raise InvalidConfigError(source.file, issues)
     return config
+
+
+def locate(
+    path: str | os.PathLike[str], problems: Iterable[tuple[KeyPath, str]]
+) -> list[ConfigIssue]:
+    """Problems found after loading (e.g. by running the steps), placed at their file line."""
+    source = SourceMap(Path(path))
+    _read(source)
+    return [source.issue(key_path, message) for key_path, message in problems]
 
 
 def _read(source: SourceMap) -> dict[str, Any]:

@@ -80,3 +80,31 @@ def test_help_has_an_example() -> None:
     assert result.exit_code == 0
     for text in ("Example", "--show", "DATAPLUMP_CONFIG"):
         assert text in result.stdout
+
+
+STEPS = """\
+pipeline: {name: shop}
+source: {url: "sqlite:///shop.db"}
+tables:
+  orders:
+    primary_key: id
+    contract:
+      columns:
+        id: {type: int64}
+        status: {type: string}
+transform:
+  steps:
+    orders:
+      - trim: [status]
+      - sql: SELECT id, sttus FROM batch
+"""
+
+
+def test_steps_run_on_an_empty_batch_and_name_the_step_line(tmp_path: Path) -> None:
+    path = write(tmp_path, STEPS)
+    result = runner.invoke(app, ["check", "-c", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}:14:9: transform.steps.orders[1].sql: " in result.stderr
+    assert '"sttus" not found' in result.stderr
+    skipped = runner.invoke(app, ["check", "-c", str(path), "--no-steps"])
+    assert skipped.exit_code == 0, skipped.output
