@@ -203,11 +203,17 @@ class TableTransform:
         result = out.table
         if ROW in result.column_names and not pa.types.is_integer(result.schema.field(ROW).type):
             result = result.drop_columns([ROW])  # a user column that happens to be named so
+        dropped = out.dropped
+        if dropped is None and ROW in table.column_names and ROW in result.column_names:
+            # SQL and user functions report nothing: the input rows with no output row
+            # were filtered (a WHERE, an inner join without a match)
+            kept = pc.is_in(table[ROW], value_set=result[ROW].combine_chunks())
+            dropped = (table.num_rows - (pc.sum(kept).as_py() or 0)) or None
         failed = None
         if out.failures is not None:
             failed = _failure_rows(bound.label, table, out.failures)
             result = result.filter(pc.invert(out.failures.mask))
-        return result, failed, out.dropped
+        return result, failed, dropped
 
     def _runner(self, step: Step, function: UserFunction | None) -> Runner:
         if isinstance(step, SqlStep):

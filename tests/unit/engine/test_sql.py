@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from dataplump.engine import ReferenceTables, StepFailed, TableTransform
+from dataplump.engine import ReferenceTables, StepFailed, TableTransform, parse_steps
 from tests.unit.engine.helpers import apply, pipeline
 
 BATCH = pa.table(
@@ -85,3 +85,16 @@ def test_join_with_a_reference_table(tmp_path: Path) -> None:
     assert transform.describe() == [
         "1. sql SELECT o.*, c.country FROM batch o LEFT JOIN customers c USING (customer_id) ..."
     ]
+
+
+def test_rows_a_sql_filter_drops_are_counted_per_step() -> None:
+    steps, problems = parse_steps(
+        [{"sql": "SELECT * FROM batch WHERE amount > 10"}, {"trim": ["status"]}], None
+    )
+    assert problems == []
+    result = TableTransform("orders", steps).apply(
+        pa.table({"id": [1, 2, 3, 4], "amount": [5, 20, 30, 1], "status": ["a", "b", "c", "d"]})
+    )
+    assert result.filtered == {"1:sql": 2}
+    assert result.source_rows is not None
+    assert result.source_rows.to_pylist() == [1, 2]
