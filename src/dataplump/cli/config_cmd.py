@@ -111,7 +111,7 @@ def _path(path: str) -> tuple[str | tuple[str, str], ...]:
 
 
 def _summary(file: Path, config: PipelineConfig) -> None:
-    kafka, sink, schema = config.kafka, config.sink, config.source.db_schema
+    kafka, schema = config.kafka, config.source.db_schema
     lines = [
         ("pipeline", config.name),
         ("source", config.source.masked_url() + (f" (schema {schema})" if schema else "")),
@@ -122,8 +122,11 @@ def _summary(file: Path, config: PipelineConfig) -> None:
             else f"{kafka.bootstrap_servers} ({kafka.security_protocol})",
         ),
         (
-            "sink",
-            f"{sink.kind} {sink.url.masked() if sink.url else sink.path} ({sink.mode})",
+            "sinks",
+            "; ".join(
+                f"{name}: {s.kind} {s.url.masked() if s.url else s.path} ({s.mode})"
+                for name, s in config.sinks.items()
+            ),
         ),
         ("transform", config.transform.engine),
         ("notify", ", ".join(channel.kind for channel in config.notify.channels)),

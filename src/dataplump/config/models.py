@@ -202,6 +202,10 @@ class TableConfig(_Model):
     late are not missed."""
     batch_size: Positive = 10_000
     """Rows per Arrow record batch read from the source."""
+    sinks: Annotated[tuple[str, ...], BeforeValidator(_as_list)] | None = None
+    """Names of the `sinks` this table is loaded into; default: every sink."""
+    partition_by: Annotated[tuple[str, ...], BeforeValidator(_as_list)] = ()
+    """Columns the curated table is partitioned by (lake sinks)."""
     contract: Path | dict[str, Any] | None = None
     """Data contract the rows must meet: a path to a YAML file (relative to the pipeline file)
     or the contract inline as a mapping (format: `docs/contracts.md`). Kept as written; the
@@ -465,7 +469,7 @@ class TransformConfig(_Model):
 
 
 class SinkConfig(_Model):
-    """``sink:`` — where curated rows are committed."""
+    """One entry of ``sinks:`` — a place curated rows are committed to, exactly once."""
 
     kind: SinkKind = "delta"
     """`delta` (Delta Lake tables), `parquet` (Parquet files) or `postgres` (a warehouse)."""
@@ -474,7 +478,13 @@ class SinkConfig(_Model):
     url: Annotated[DatabaseUrl | None, BeforeValidator(_blank_to_none)] = None
     """SQLAlchemy URL of the warehouse; required for `postgres`. Secret: password masked."""
     mode: SinkMode = "merge"
-    """`merge`: upsert by primary key; `append`: add every row."""
+    """`merge`: upsert by primary key (the newest version of a row wins); `append`: add
+    every row."""
+    db_schema: OptionalStr = Field(None, alias="schema")
+    """Database schema of the curated tables, for `postgres` (default: `public`)."""
+    allow_type_changes: bool = False
+    """Let a column's type change in the curated table (rewrites the table); otherwise a
+    changed type is refused with a clear message. A new nullable column is always added."""
 
     _path = field_validator("path")(_resolve)
 
@@ -492,6 +502,8 @@ class SinkConfig(_Model):
             raise conflict(
                 f"`url` is for `postgres` sinks; a `{self.kind}` sink writes under `path`", "url"
             )
+        elif self.db_schema is not None:
+            raise conflict(f"`schema` is for `postgres` sinks, not `{self.kind}`", "schema")
         return self
 
 
@@ -630,8 +642,11 @@ class PipelineConfig(_Model):
     """How the extraction stage runs."""
     transform: TransformConfig = Field(default_factory=dict, validate_default=True)
     """Transform engine and steps."""
-    sink: SinkConfig = Field(default_factory=dict, validate_default=True)
-    """Where curated rows are committed."""
+    sinks: dict[Annotated[str, AfterValidator(_check_name)], SinkConfig] = Field(
+        default_factory=lambda: {"lake": {}}, validate_default=True, min_length=1
+    )
+    """Where curated rows are committed, by name (default: one Delta lake, `lake`). The
+    ops tables (`_dlq`, `_failed`, `_alerts`, `_runs`) go to the first one."""
     notify: NotifyConfig = Field(default_factory=dict, validate_default=True)
     """Where alerts go."""
     present: PresentConfig = Field(default_factory=dict, validate_default=True)
@@ -705,6 +720,31 @@ class PipelineConfig(_Model):
         if errors:
             raise ValidationError.from_exception_data("PipelineConfig", errors)
         return tables
+
+    @model_validator(mode="after")
+    def _tables_name_sinks(self) -> PipelineConfig:
+        for name, table in self.tables.items():
+            for sink in table.sinks or ():
+                if sink not in self.sinks:
+                    close = get_close_matches(sink, self.sinks, n=1)
+                    hint = f"did you mean `{close[0]}`? " if close else ""
+                    raise conflict(
+                        f"no sink `{sink}` under `sinks`; {hint}(sinks: {', '.join(self.sinks)})",
+                        "tables",
+                        name,
+                        "sinks",
+                    )
+        return self
+
+    def sinks_of(self, table: str) -> dict[str, SinkConfig]:
+        """The sinks ``table`` is loaded into, by name."""
+        names = self.tables[table].sinks
+        return {n: s for n, s in self.sinks.items() if names is None or n in names}
+
+    @property
+    def ops_sink(self) -> tuple[str, SinkConfig]:
+        """The sink holding the ops tables: the first of `sinks`."""
+        return next(iter(self.sinks.items()))
 
     @model_validator(mode="after")
     def _steps_name_tables(self) -> PipelineConfig:

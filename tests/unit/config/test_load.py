@@ -44,7 +44,9 @@ def test_defaults(tmp_path: Path) -> None:
     assert (config.kafka.managed.port, config.kafka.topic.partitions) == (9092, 1)
     assert config.transform.engine == "duckdb"
     assert config.transform.spark.master == "local[*]"
-    assert (config.sink.kind, config.sink.mode) == ("delta", "merge")
+    assert list(config.sinks) == ["lake"]
+    assert (config.sinks["lake"].kind, config.sinks["lake"].mode) == ("delta", "merge")
+    assert config.sinks_of("orders") == config.sinks
     assert [channel.kind for channel in config.notify.channels] == ["log"]
     assert (config.present.host, config.present.port) == ("127.0.0.1", 8050)
 
@@ -55,17 +57,17 @@ def test_relative_paths_resolve_against_the_file(tmp_path: Path) -> None:
     text = MINIMAL.replace(
         "{primary_key: id}", "{primary_key: id, contract: contracts/orders.yaml}"
     )
-    text += "kafka: {managed: {data_dir: state/kafka}}\nsink: {path: /abs/lake}\n"
+    text += "kafka: {managed: {data_dir: state/kafka}}\nsinks: {lake: {path: /abs/lake}}\n"
     config = load_config(write(tmp_path / "conf", text), env={})
     assert config.tables["orders"].contract == tmp_path / "conf" / "contracts" / "orders.yaml"
     assert config.kafka.managed.data_dir == tmp_path / "conf" / "state" / "kafka"
-    assert config.sink.path == Path("/abs/lake")
+    assert config.sinks["lake"].path == Path("/abs/lake")
 
 
 def test_default_paths_resolve_against_the_file(tmp_path: Path) -> None:
     config = load_config(write(tmp_path / "sub", MINIMAL), env={})
     assert config.kafka.managed.data_dir == tmp_path / "sub" / ".dataplump" / "kafka"
-    assert config.sink.path == tmp_path / "sub" / ".dataplump" / "lake"
+    assert config.sinks["lake"].path == tmp_path / "sub" / ".dataplump" / "lake"
 
 
 @pytest.mark.parametrize(
@@ -258,7 +260,7 @@ def test_pipeline_config_is_the_root() -> None:
         "kafka",
         "extract",
         "transform",
-        "sink",
+        "sinks",
         "notify",
         "present",
     }

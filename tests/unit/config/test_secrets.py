@@ -27,9 +27,10 @@ kafka:
   sasl_username: dataplump
   sasl_password: ${KAFKA_PASSWORD}
   extra: {ssl.key.password: smtp-pw-4715}
-sink:
-  kind: postgres
-  url: postgresql+psycopg://dw:src-pw-4711@warehouse/dw
+sinks:
+  dw:
+    kind: postgres
+    url: postgresql+psycopg://dw:src-pw-4711@warehouse/dw
 notify:
   channels:
     - {kind: webhook, url: "https://alerts.example.com/hook?token=hook-tok-4713"}
@@ -59,7 +60,7 @@ def test_valid_config_hides_secrets(tmp_path: Path) -> None:
     dump = config.redacted_dump()
     _assert_clean(str(dump))
     assert dump["source"]["url"] == "postgresql+psycopg://shop:***@db.internal:5432/shop"
-    assert dump["sink"]["url"] == "postgresql+psycopg://dw:***@warehouse/dw"
+    assert dump["sinks"]["dw"]["url"] == "postgresql+psycopg://dw:***@warehouse/dw"
     assert dump["kafka"]["sasl_password"] == MASK
     assert dump["kafka"]["extra"] == {"ssl.key.password": MASK}
     assert dump["notify"]["channels"][1]["webhook_url"] == MASK
