@@ -9,7 +9,14 @@ from __future__ import annotations
 import typer
 
 from dataplump import __version__
-from dataplump.cli import config_cmd, extract_cmd, kafka_cmd, notify_cmd, transform_cmd
+from dataplump.cli import (
+    config_cmd,
+    extract_cmd,
+    kafka_cmd,
+    load_cmd,
+    notify_cmd,
+    transform_cmd,
+)
 
 app = typer.Typer(
     name="dataplump",
@@ -22,6 +29,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(kafka_cmd.app, name="kafka")
 app.command("extract")(extract_cmd.extract)
 app.command("transform")(transform_cmd.transform)
+app.command("load")(load_cmd.load)
 app.add_typer(notify_cmd.app, name="notify")
 
 

@@ -50,9 +50,10 @@ from dataplump.bus.records import (
 from dataplump.bus.schemas import HEADER_SCHEMA, SchemaRegistry
 from dataplump.config import PipelineConfig
 from dataplump.contracts import BatchRejectedError, CheckResult, Contract
-from dataplump.errors import TransientError
+from dataplump.errors import DataPlumpError, TransientError
 from dataplump.notify.events import error_alert, produce_alert, records_alert
 from dataplump.pipeline import topics
+from dataplump.pipeline.runs import produce_run
 from dataplump.pipeline.state import ensure_state_topics, read_state, write_state
 from dataplump.sources import Source, Watermark, open_source
 
@@ -117,7 +118,7 @@ class Extractor:
         """
         topic = self.config.kafka.topic
         selected = tables or list(self.config.tables)
-        names = [topics.alerts(self.config.name)]
+        names = [topics.alerts(self.config.name), topics.runs(self.config.name)]
         for table in selected:
             names += [topics.active(self.config.name, table), topics.dlq(self.config.name, table)]
         create_topics(
@@ -138,10 +139,45 @@ class Extractor:
         )
 
     def run_once(self, tables: Sequence[str] | None = None) -> list[TableCounts]:
-        """Read every table (or ``tables``) up to its current end; return the counts."""
+        """Read every table (or ``tables``) up to its current end; return the counts.
+
+        The run is recorded on ``<pipeline>.runs`` (and so in the ops table ``_runs``).
+        """
         selected = list(tables or self.config.tables)
         self.prepare(selected)
-        return [self.extract_table(name) for name in selected]
+        done: list[TableCounts] = []
+        started = time.monotonic()
+        error: BaseException | None = None
+        try:
+            for name in selected:
+                done.append(self.extract_table(name))
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._report_run(done, time.monotonic() - started, error)
+        return done
+
+    def _report_run(
+        self, done: list[TableCounts], seconds: float, error: BaseException | None
+    ) -> None:
+        try:
+            producer = Producer(self.bootstrap, extra=self._client)
+            produce_run(
+                producer,
+                self.config.name,
+                stage=STAGE,
+                run_id=self.run_id,
+                counts={
+                    c.table: {"read": c.read, "valid": c.valid, "invalid": c.invalid} for c in done
+                },
+                rows=sum(c.read for c in done),
+                seconds=seconds,
+                error=error,
+            )
+            producer.flush(10)
+        except DataPlumpError as exc:  # the run's own outcome matters more
+            log.warning("could not record the run on %s: %s", topics.runs(self.config.name), exc)
 
     def extract_table(self, table: str) -> TableCounts:
         """Extract one table from its stored watermark up to the current end of the source."""

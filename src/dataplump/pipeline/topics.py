@@ -46,3 +46,13 @@ def schemas(pipeline: str) -> str:
 def transform_group(pipeline: str) -> str:
     """Consumer group of the transformation workers (not a topic)."""
     return f"dataplump.{pipeline}.transform"
+
+
+def runs(pipeline: str) -> str:
+    """One record per stage run (extract, transform, load)."""
+    return f"{pipeline}.runs"
+
+
+def load_group(pipeline: str) -> str:
+    """Consumer group of the loaders (not a topic)."""
+    return f"dataplump.{pipeline}.load"

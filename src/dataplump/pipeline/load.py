@@ -1,0 +1,463 @@
+"""The loading stage: ``.processed`` -> curated tables; DLQ, failed, alerts, runs -> ops tables.
+
+A loader consumes, in the consumer group ``dataplump.<pipeline>.load``:
+
+- ``<pipeline>.<table>.processed`` of its tables, committed to each sink of the table
+  (:meth:`PipelineConfig.sinks_of`) as curated table ``<table>``;
+- ``<pipeline>.<table>.dlq``, ``<pipeline>.failed``, ``<pipeline>.alerts`` and
+  ``<pipeline>.runs``, appended to the ops tables ``_dlq``, ``_failed``, ``_alerts`` and
+  ``_runs`` of the first sink (what the dashboard, reports and replays read).
+
+Exactly once: every sink commits the rows of a poll together with their Kafka offsets in
+its own commit (:mod:`dataplump.sinks.base`). On every partition assignment the loader
+seeks to the lowest offset its sinks stored for that partition, and each sink drops the
+rows it already holds, so a crash between a sink's commit and the next one, or between
+the sinks and the group's offset commit, is repaired by the next run. The group's own
+offsets are committed after the sinks, only to show the lag.
+
+Every row keeps its lineage: ``_dp_source``, ``_dp_pk``, ``_dp_extracted_at``, ``_dp_run``
+(headers of its record) and ``_dp_topic``, ``_dp_partition``, ``_dp_offset``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from dataplump.bus.kafka import (
+    Producer,
+    consume_batch,
+    consumer,
+    create_topics,
+    log_bounds,
+    wrap_kafka_error,
+)
+from dataplump.bus.records import HEADER_EXTRACTED_AT, HEADER_PK, HEADER_RUN, HEADER_SOURCE
+from dataplump.bus.records import decode_rows as decode_values
+from dataplump.bus.schemas import HEADER_SCHEMA, SchemaRegistry
+from dataplump.config import PipelineConfig
+from dataplump.errors import TerminalError, TransientError
+from dataplump.notify.errors import MalformedAlertError
+from dataplump.notify.events import decode
+from dataplump.pipeline import topics
+from dataplump.pipeline.runs import RUN_SCHEMA, produce_run
+from dataplump.sinks import LINEAGE_COLUMNS, OFFSET, PARTITION, TOPIC, Sink, SinkTarget, open_sink
+
+log = logging.getLogger(__name__)
+
+STAGE = "load"
+MAX_ATTEMPTS = 5
+OPS_TABLES = ("_dlq", "_failed", "_alerts", "_runs")
+
+
+class LoadError(TerminalError):
+    """A processed record the loader cannot turn into a row of its table."""
+
+
+@dataclass
+class LoadCounts:
+    """What one curated or ops table's loading did in this run (live while it runs)."""
+
+    table: str
+    consumed: int = 0
+    """Records read."""
+    loaded: dict[str, int] = field(default_factory=dict)
+    """Rows committed, by sink."""
+    skipped: int = 0
+    """Rows a sink already held (a batch seen again after a crash)."""
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.consumed / self.seconds if self.seconds > 0 else 0.0
+
+
+Progress = Callable[[LoadCounts], None]
+
+
+class Loader:
+    """One loader for the tables of one pipeline file (and the pipeline's ops tables)."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        bootstrap: str,
+        *,
+        tables: Sequence[str] | None = None,
+        ops: bool = True,
+        run_id: str | None = None,
+        on_progress: Progress | None = None,
+        max_records: int = 50_000,
+        poll_timeout: float = 0.5,
+    ) -> None:
+        self.config = config
+        self.bootstrap = bootstrap
+        self.tables = list(tables or config.tables)
+        self.run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+        self.on_progress = on_progress or (lambda _counts: None)
+        self.max_records = max_records
+        self.poll_timeout = poll_timeout
+        self._client = config.kafka.client_config(bootstrap)
+        self._client.pop("bootstrap.servers")
+        self.schemas = SchemaRegistry(bootstrap, config.name, extra=self._client)
+        name = config.name
+        # topic -> (table in the sinks, its sinks)
+        self._routes: dict[str, tuple[str, list[Sink]]] = {}
+        for table in self.tables:
+            settings = config.tables[table]
+            self._routes[topics.processed(name, table)] = (
+                table,
+                [
+                    open_sink(
+                        sink_name,
+                        sink,
+                        SinkTarget(
+                            name, table, settings.primary_key, settings.partition_by, sink.mode
+                        ),
+                    )
+                    for sink_name, sink in config.sinks_of(table).items()
+                ],
+            )
+        if ops:
+            ops_name, ops_sink = config.ops_sink
+            sources = {
+                "_dlq": [topics.dlq(name, t) for t in config.tables],
+                "_failed": [topics.failed(name)],
+                "_alerts": [topics.alerts(name)],
+                "_runs": [topics.runs(name)],
+            }
+            for table, names in sources.items():
+                sink = open_sink(ops_name, ops_sink, SinkTarget(name, table, (), (), "append"))
+                for topic in names:
+                    self._routes[topic] = (table, [sink])
+        self.counts = {table: LoadCounts(table) for table, _ in self._routes.values()}
+
+    def prepare(self) -> None:
+        """Create the topics the loader reads where missing (so a fresh pipeline loads)."""
+        topic = self.config.kafka.topic
+        create_topics(
+            self.bootstrap,
+            list(self._routes),
+            partitions=topic.partitions,
+            replication_factor=topic.replication_factor,
+            extra=self._client,
+        )
+
+    def run(self, *, once: bool = False, stop: threading.Event | None = None) -> list[LoadCounts]:
+        """Load until ``stop`` is set, or with ``once`` until every topic is drained to
+        where it ended when the run began; return the counts."""
+        stop = stop or threading.Event()
+        self.prepare()
+        ends = log_bounds(self.bootstrap, self._routes, extra=self._client) if once else {}
+        client = consumer(self.bootstrap, topics.load_group(self.config.name), extra=self._client)
+        error: BaseException | None = None
+        try:
+            client.subscribe(list(self._routes), on_assign=self._on_assign)
+            attempt = 1
+            while not stop.is_set():
+                messages = consume_batch(client, self.max_records, self.poll_timeout)
+                if not messages:
+                    if once and self._drained(client, ends):
+                        break
+                    continue
+                try:
+                    self._load(client, messages)
+                    attempt = 1
+                except TransientError as exc:
+                    if attempt >= MAX_ATTEMPTS:
+                        raise
+                    delay = min(30.0, 0.5 * 2**attempt)
+                    log.warning(
+                        "%s; loading the batch again in %.0fs (attempt %d/%d)",
+                        exc,
+                        delay,
+                        attempt + 1,
+                        MAX_ATTEMPTS,
+                    )
+                    time.sleep(delay)
+                    self._seek_to_sinks(client, client.assignment())
+                    attempt += 1
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            client.close()
+            for counts in self.counts.values():
+                counts.finished = time.monotonic()
+                self.on_progress(counts)
+            self._report_run(error)
+            for _, sinks in self._routes.values():
+                for sink in sinks:
+                    sink.close()
+        return list(self.counts.values())
+
+    # -- one poll ------------------------------------------------------------------------
+    def _load(self, client: Consumer, messages: list[Message]) -> None:
+        by_topic: dict[str, list[Message]] = defaultdict(list)
+        for message in messages:
+            by_topic[str(message.topic())].append(message)
+        for topic, batch in by_topic.items():
+            table, sinks = self._routes[topic]
+            rows = self._rows(topic, table, batch)
+            offsets: dict[tuple[str, int], int] = {}
+            for message in batch:
+                key = (topic, int(message.partition() or 0))
+                offsets[key] = max(offsets.get(key, 0), int(message.offset() or 0) + 1)
+            counts = self.counts[table]
+            for sink in sinks:
+                result = sink.write(rows, offsets)
+                counts.loaded[sink.name] = counts.loaded.get(sink.name, 0) + result.written
+                counts.skipped += result.skipped
+            counts.consumed += len(batch)
+            counts.batches += 1
+            self.on_progress(counts)
+        try:  # only to show the lag: the sinks hold the truth
+            client.commit(offsets=_positions(client), asynchronous=False)
+        except KafkaException as exc:
+            log.warning("committing the group's offsets failed (%s); the sinks hold them", exc)
+
+    def _rows(self, topic: str, table: str, messages: list[Message]) -> pa.Table:
+        """The records as rows of their table, lineage columns last."""
+        ops = table in OPS_TABLES
+        return _with_lineage(
+            _ops_rows(table, messages) if ops else self._decode(topic, messages), messages
+        )
+
+    def _decode(self, topic: str, messages: list[Message]) -> pa.Table:
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, message in enumerate(messages):
+            header = _headers(message).get(HEADER_SCHEMA)
+            if header is None or message.value() is None:
+                raise LoadError(
+                    f"{topic} partition {message.partition()} offset {message.offset()}: "
+                    "the record has no value or no dp.schema header; it was not written by"
+                    " DataPlump's transformation"
+                )
+            groups[header.decode()].append(i)
+        parts: list[pa.Table] = []
+        order: list[int] = []
+        for sid, indexes in groups.items():
+            schema = self.schemas.get(sid)
+            values = [messages[i].value() or b"" for i in indexes]
+            try:
+                parts.append(decode_values(values, schema))
+            except TerminalError as exc:
+                raise LoadError(f"{topic}: {exc}") from None
+            order += indexes
+        table = pa.concat_tables(parts, promote_options="permissive")
+        if order != sorted(order):  # several schemas in one poll: back to record order
+            table = table.take(pa.array(sorted(range(len(order)), key=order.__getitem__)))
+        return table
+
+    # -- offsets ---------------------------------------------------------------------------
+    def _on_assign(self, client: Consumer, partitions: list[TopicPartition]) -> None:
+        self._seek_to_sinks(client, partitions, assign=True)
+
+    def _seek_to_sinks(
+        self, client: Consumer, partitions: list[TopicPartition], *, assign: bool = False
+    ) -> None:
+        """Start each partition at the lowest offset its sinks stored (each sink drops
+        what it already holds); partitions no sink has seen start at the group's offset."""
+        stored: dict[tuple[str, int], int] = {}
+        for topic, (_, sinks) in self._routes.items():
+            if not any(p.topic == topic for p in partitions):
+                continue
+            for sink in sinks:
+                committed = sink.committed()
+                for p in partitions:
+                    if p.topic == topic:
+                        offset = committed.get((topic, p.partition), 0)
+                        key = (topic, p.partition)
+                        stored[key] = min(stored.get(key, offset), offset)
+        wanted = []
+        for p in partitions:
+            start = stored.get((p.topic, p.partition))
+            wanted.append(TopicPartition(p.topic, p.partition, start) if start else p)
+        try:
+            if assign:
+                client.assign(wanted)
+            else:
+                for tp in wanted:
+                    if tp.offset >= 0:
+                        client.seek(tp)
+        except KafkaException as exc:
+            raise wrap_kafka_error(exc, "starting at the sinks' offsets") from None
+
+    def _drained(self, client: Consumer, ends: dict[tuple[str, int], tuple[int, int]]) -> bool:
+        """Every partition was read to where it ended when the run began."""
+        assigned = {(tp.topic, tp.partition): tp for tp in _positions(client)}
+        try:
+            committed = client.committed(
+                [TopicPartition(t, p) for t, p in ends if (t, p) not in assigned], timeout=10
+            )
+        except KafkaException as exc:
+            raise wrap_kafka_error(exc, "reading the group's committed offsets") from None
+        reached = {(tp.topic, tp.partition): tp.offset for tp in committed}
+        reached.update({key: tp.offset for key, tp in assigned.items()})
+        return all(max(reached.get(key, -1), low) >= end for key, (low, end) in ends.items())
+
+    def _report_run(self, error: BaseException | None) -> None:
+        """One record of this run on ``<pipeline>.runs`` (loaded into ``_runs`` next time)."""
+        try:
+            producer = Producer(self.bootstrap, extra=self._client)
+            produce_run(
+                producer,
+                self.config.name,
+                stage=STAGE,
+                run_id=self.run_id,
+                counts={
+                    t: {"consumed": c.consumed, "loaded": c.loaded, "skipped": c.skipped}
+                    for t, c in self.counts.items()
+                },
+                rows=sum(c.consumed for c in self.counts.values()),
+                seconds=max((c.seconds for c in self.counts.values()), default=0.0),
+                error=error,
+            )
+            producer.flush(10)
+        except Exception as exc:
+            log.warning(
+                "could not record the load run on %s: %s", topics.runs(self.config.name), exc
+            )
+
+
+def _headers(message: Message) -> dict[str, bytes]:
+    pairs: Any = message.headers() or []
+    return {str(k): v for k, v in pairs if isinstance(v, bytes)}
+
+
+def _with_lineage(data: pa.Table, messages: list[Message]) -> pa.Table:
+    """``data`` with the lineage columns of its records appended."""
+    headers = [_headers(m) for m in messages]
+
+    def text(name: str) -> pa.Array:
+        return pa.array([h[name].decode() if name in h else None for h in headers], pa.string())
+
+    extracted = pa.array(
+        [h[HEADER_EXTRACTED_AT].decode() if HEADER_EXTRACTED_AT in h else None for h in headers],
+        pa.string(),
+    ).cast(LINEAGE_COLUMNS["_dp_extracted_at"])
+    columns = {
+        "_dp_source": text(HEADER_SOURCE),
+        "_dp_pk": text(HEADER_PK),
+        "_dp_extracted_at": extracted,
+        "_dp_run": text(HEADER_RUN),
+        TOPIC: pa.array([m.topic() for m in messages], pa.string()),
+        PARTITION: pa.array([m.partition() for m in messages], pa.int32()),
+        OFFSET: pa.array([m.offset() for m in messages], pa.int64()),
+    }
+    for name, array in columns.items():
+        if name in data.column_names:
+            data = data.drop_columns([name])
+        data = data.append_column(pa.field(name, LINEAGE_COLUMNS[name]), array)
+    return data
+
+
+def _ops_rows(table: str, messages: list[Message]) -> pa.Table:
+    """DLQ, failed, alert and run records as rows of their ops table."""
+    if table == "_runs":
+        as_text = pa.schema(
+            [(f.name, pa.string() if pa.types.is_timestamp(f.type) else f.type) for f in RUN_SCHEMA]
+        )
+        records = [orjson.loads(m.value() or b"{}") for m in messages]
+        return pa.Table.from_pylist(records, schema=as_text).cast(RUN_SCHEMA)
+    headers = [_headers(m) for m in messages]
+
+    def header(name: str) -> pa.Array:
+        return pa.array(
+            [h[name].decode("utf-8", "replace") if name in h else None for h in headers],
+            pa.string(),
+        )
+
+    values = [(m.value() or b"").decode("utf-8", "replace") for m in messages]
+    keys = [(m.key() or b"").decode("utf-8", "replace") or None for m in messages]
+    timestamps = pa.array([m.timestamp()[1] for m in messages], pa.int64()).cast(
+        pa.timestamp("ms", "UTC")
+    )
+    columns: dict[str, pa.Array] = {
+        "key": pa.array(keys, pa.string()),
+        "value": pa.array(values, pa.string()),
+        "kafka_timestamp": timestamps,
+    }
+    if table == "_alerts":
+        events = [_alert_fields(v) for v in values]
+        columns |= {
+            name: pa.array([e.get(name) for e in events], kind)
+            for name, kind in ALERT_COLUMNS.items()
+        }
+        for name in ("first_seen", "last_seen"):
+            columns[name] = columns[name].cast(pa.timestamp("us", "UTC"))
+    if table in ("_dlq", "_failed"):
+        columns |= {
+            "stage": header("dp.error.stage"),
+            "step": header("dp.error.step"),
+            "rules": header("dp.error.rules"),
+            "message": header("dp.error.message"),
+            "reasons": header("dp.error.reasons"),
+            "contract": header("dp.error.contract"),
+        }
+    if table == "_dlq":
+        columns["table"] = pa.array(
+            [str(m.topic()).rsplit(".", 2)[-2] for m in messages], pa.string()
+        )
+    elif table == "_failed":
+        columns["table"] = pa.array(
+            [orjson.loads(v).get("table") if v.startswith("{") else None for v in values],
+            pa.string(),
+        )
+    return pa.table(columns)
+
+
+ALERT_COLUMNS: dict[str, pa.DataType] = {
+    "table": pa.string(),
+    "stage": pa.string(),
+    "kind": pa.string(),
+    "rule": pa.string(),
+    "fingerprint": pa.string(),
+    "count": pa.int64(),
+    "counts_by_rule": pa.string(),
+    "sample_keys": pa.string(),
+    "contract_version": pa.string(),
+    "owner": pa.string(),
+    "owners": pa.string(),
+    "first_seen": pa.string(),
+    "last_seen": pa.string(),
+    "run_id": pa.string(),
+    "kept_in": pa.string(),
+    "message": pa.string(),
+}
+"""Columns of ``_alerts`` besides the record's key, value and time (JSON in strings)."""
+
+
+def _alert_fields(value: str) -> dict[str, Any]:
+    """An alert event's fields for ``_alerts``; a malformed one keeps only its value."""
+    try:
+        event = decode(value.encode()).model_dump(mode="json")
+    except MalformedAlertError:
+        return {"kind": "malformed_alert_event"}
+    for name in ("counts_by_rule", "sample_keys", "owners"):
+        event[name] = orjson.dumps(event[name]).decode()
+    return event
+
+
+def _positions(client: Consumer) -> list[TopicPartition]:
+    try:
+        return [tp for tp in client.position(client.assignment()) if tp.offset >= 0]
+    except KafkaException as exc:
+        raise wrap_kafka_error(exc, "reading the consumer's positions") from None
