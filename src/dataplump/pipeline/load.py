@@ -274,7 +274,7 @@ class Loader:
         self, client: Consumer, partitions: list[TopicPartition], *, assign: bool = False
     ) -> None:
         """Start each partition at the lowest offset its sinks stored (each sink drops
-        what it already holds); partitions no sink has seen start at the group's offset."""
+        what it already holds): the group's own offsets only show the lag."""
         stored: dict[tuple[str, int], int] = {}
         for topic, (_, sinks) in self._routes.items():
             if not any(p.topic == topic for p in partitions):
@@ -287,9 +287,9 @@ class Loader:
                         key = (topic, p.partition)
                         stored[key] = min(stored.get(key, offset), offset)
         wanted = []
-        for p in partitions:
-            start = stored.get((p.topic, p.partition))
-            wanted.append(TopicPartition(p.topic, p.partition, start) if start else p)
+        for p in partitions:  # a sink that never saw a partition needs all of it
+            start = stored.get((p.topic, p.partition), 0)
+            wanted.append(TopicPartition(p.topic, p.partition, start))
         try:
             if assign:
                 client.assign(wanted)
