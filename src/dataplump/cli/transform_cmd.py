@@ -162,30 +162,39 @@ def transform(
 
     finished = 0
     interrupted = False
-    with Live(_view({}, "transforming"), console=console, transient=True) as live:
-        while finished < workers:
-            try:
-                kind, who, payload = results.get(timeout=0.5)
-            except queue.Empty:
-                if not alive():
-                    break
-                continue
-            except KeyboardInterrupt:
-                if interrupted:
-                    raise typer.Exit(130) from None
-                interrupted = True
-                stop.set()
-                console.print("stopping after the current batch (Ctrl-C again to quit now)")
-                continue
-            if kind == "progress":
-                c = TransformCounts(**payload)
-                counts[(who, c.table)] = c
-                live.update(_view(_by_table(counts), "transforming"))
-            else:
-                finished += 1
-                if kind == "error":
-                    errors.append(payload)
+    signals: list[int] = []
+
+    def on_terminate(signum: int, _frame: Any) -> None:
+        signals.append(signum)
+        raise KeyboardInterrupt
+
+    # SIGTERM (a service manager, `kill`) stops like the first Ctrl-C: after the batch.
+    previous = signal.signal(signal.SIGTERM, on_terminate)
+    try:
+        with Live(_view({}, "transforming"), console=console, transient=True) as live:
+            while finished < workers:
+                try:
+                    kind, who, payload = results.get(timeout=0.5)
+                    if kind == "progress":
+                        c = TransformCounts(**payload)
+                        counts[(who, c.table)] = c
+                        live.update(_view(_by_table(counts), "transforming"))
+                    else:
+                        finished += 1
+                        if kind == "error":
+                            errors.append(payload)
+                            stop.set()
+                except queue.Empty:
+                    if not alive():
+                        break
+                except KeyboardInterrupt:
+                    if interrupted:
+                        raise typer.Exit(130) from None
+                    interrupted = True
                     stop.set()
+                    console.print("stopping after the current batch (Ctrl-C again to quit now)")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     summary = _by_table(counts)
     console.print(_view(summary, "transformed"))
     if errors:
@@ -193,7 +202,7 @@ def transform(
     if finished < workers:
         fail("a transform worker exited without a report (killed?); run again to resume")
     if interrupted:
-        raise typer.Exit(130)
+        raise typer.Exit(143 if signal.SIGTERM in signals else 130)
 
 
 def _by_table(counts: dict[tuple[int, str], TransformCounts]) -> dict[str, TransformCounts]:
