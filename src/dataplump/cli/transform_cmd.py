@@ -50,6 +50,7 @@ def _run_slot(
     tables: list[str],
     slot: int,
     once: bool,
+    max_records: int,
     stop: Any,
     report: Report,
 ) -> None:
@@ -61,6 +62,7 @@ def _run_slot(
             bootstrap,
             tables=tables or None,
             slot=slot,
+            max_records=max_records,
             on_progress=lambda c: report(("progress", slot, asdict(c))),
         )
         worker.run(once=once, stop=stop)
@@ -72,10 +74,17 @@ def _run_slot(
 
 
 def _child(
-    config: Path, bootstrap: str, tables: list[str], slot: int, once: bool, stop: Any, results: Any
+    config: Path,
+    bootstrap: str,
+    tables: list[str],
+    slot: int,
+    once: bool,
+    max_records: int,
+    stop: Any,
+    results: Any,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    _run_slot(config, bootstrap, tables, slot, once, stop, results.put)
+    _run_slot(config, bootstrap, tables, slot, once, max_records, stop, results.put)
 
 
 def transform(
@@ -94,6 +103,13 @@ def transform(
         help="First worker slot. Each slot has its own transactional id, so a restarted slot"
         " fences its predecessor; give other machines or processes other slots"
         " (e.g. `--slot 2` beside a `--workers 2` process) to join the same group.",
+    ),
+    max_records: int = typer.Option(
+        10_000,
+        "--max-records",
+        min=1,
+        help="Records per poll, and so per transaction: smaller means less work redone"
+        " after a crash, larger means fewer transactions.",
     ),
 ) -> None:
     """Clean, wrangle and enrich the validated rows: the steps of `transform.steps`.
@@ -121,7 +137,7 @@ def transform(
         results = queue.Queue()
         runner = threading.Thread(
             target=_run_slot,
-            args=(config, bootstrap, table, slot, once, stop, results.put),
+            args=(config, bootstrap, table, slot, once, max_records, stop, results.put),
             daemon=True,
         )
         alive: Callable[[], bool] = runner.is_alive
@@ -133,7 +149,7 @@ def transform(
         processes = [
             context.Process(
                 target=_child,
-                args=(config, bootstrap, table, slot + i, once, stop, results),
+                args=(config, bootstrap, table, slot + i, once, max_records, stop, results),
                 daemon=True,
             )
             for i in range(workers)
@@ -146,30 +162,39 @@ def transform(
 
     finished = 0
     interrupted = False
-    with Live(_view({}, "transforming"), console=console, transient=True) as live:
-        while finished < workers:
-            try:
-                kind, who, payload = results.get(timeout=0.5)
-            except queue.Empty:
-                if not alive():
-                    break
-                continue
-            except KeyboardInterrupt:
-                if interrupted:
-                    raise typer.Exit(130) from None
-                interrupted = True
-                stop.set()
-                console.print("stopping after the current batch (Ctrl-C again to quit now)")
-                continue
-            if kind == "progress":
-                c = TransformCounts(**payload)
-                counts[(who, c.table)] = c
-                live.update(_view(_by_table(counts), "transforming"))
-            else:
-                finished += 1
-                if kind == "error":
-                    errors.append(payload)
+    signals: list[int] = []
+
+    def on_terminate(signum: int, _frame: Any) -> None:
+        signals.append(signum)
+        raise KeyboardInterrupt
+
+    # SIGTERM (a service manager, `kill`) stops like the first Ctrl-C: after the batch.
+    previous = signal.signal(signal.SIGTERM, on_terminate)
+    try:
+        with Live(_view({}, "transforming"), console=console, transient=True) as live:
+            while finished < workers:
+                try:
+                    kind, who, payload = results.get(timeout=0.5)
+                    if kind == "progress":
+                        c = TransformCounts(**payload)
+                        counts[(who, c.table)] = c
+                        live.update(_view(_by_table(counts), "transforming"))
+                    else:
+                        finished += 1
+                        if kind == "error":
+                            errors.append(payload)
+                            stop.set()
+                except queue.Empty:
+                    if not alive():
+                        break
+                except KeyboardInterrupt:
+                    if interrupted:
+                        raise typer.Exit(130) from None
+                    interrupted = True
                     stop.set()
+                    console.print("stopping after the current batch (Ctrl-C again to quit now)")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     summary = _by_table(counts)
     console.print(_view(summary, "transformed"))
     if errors:
@@ -177,7 +202,7 @@ def transform(
     if finished < workers:
         fail("a transform worker exited without a report (killed?); run again to resume")
     if interrupted:
-        raise typer.Exit(130)
+        raise typer.Exit(143 if signal.SIGTERM in signals else 130)
 
 
 def _by_table(counts: dict[tuple[int, str], TransformCounts]) -> dict[str, TransformCounts]:

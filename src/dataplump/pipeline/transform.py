@@ -76,6 +76,13 @@ HEADER_TRANSFORMED_AT = "dp.transformed_at"
 LINEAGE = ("dp.source", "dp.pk", "dp.extracted_at", "dp.run")
 """Headers of the input record that every output record keeps."""
 MAX_ATTEMPTS = 5
+CONSUMER = {"session.timeout.ms": "10000"}
+"""Consumer defaults (``kafka.extra`` wins): a worker killed with ``kill -9`` leaves the
+group, and its partitions move to the others or to its restart, after 10 s instead of
+librdkafka's 45 s; until then the group cannot rebalance and no worker makes progress."""
+ONCE_CHECK_PATIENCE = 120.0
+"""Seconds ``--once`` goes on when the group's committed offsets cannot be read (the
+coordinator is busy with a rebalance) before it gives up with the error."""
 
 
 @dataclass
@@ -167,6 +174,7 @@ class Transformer:
         self.group_id = topics.transform_group(config.name)
         self.transactional_id = f"dataplump.{config.name}.transform.{slot}"
         self._table_of = {topics.active(config.name, table): table for table in self.tables}
+        self._once_failing_since: float | None = None
 
     def prepare(self) -> None:
         """Create the stage's topics where missing (partitions and replication from config)."""
@@ -197,14 +205,14 @@ class Transformer:
         producer = Producer(
             self.bootstrap, transactional_id=self.transactional_id, extra=self._client
         )
-        client = consumer(self.bootstrap, self.group_id, extra=self._client)
+        client = consumer(self.bootstrap, self.group_id, extra={**CONSUMER, **self._client})
         try:
             client.subscribe(list(self._table_of))
             attempt = 1
             while not stop.is_set():
                 messages = consume_batch(client, self.max_records, self.poll_timeout)
                 if not messages:
-                    if once and self._drained(client, ends):
+                    if once and self._once_done(producer, client, ends):
                         break
                     continue
                 try:
@@ -488,6 +496,56 @@ class Transformer:
         return len(failures)
 
     # -- --once ---------------------------------------------------------------------------
+    def _once_done(
+        self, producer: Producer, client: Consumer, ends: dict[tuple[str, int], tuple[int, int]]
+    ) -> bool:
+        """Commit skipped markers, then tell whether the group has drained ``ends``; a
+        timeout reading the committed offsets (during a rebalance) answers "not yet", for
+        :data:`ONCE_CHECK_PATIENCE` seconds in a row at most."""
+        try:
+            self._commit_skipped(producer, client)
+            drained = self._drained(client, ends)
+        except TransientError as exc:
+            now = time.monotonic()
+            self._once_failing_since = self._once_failing_since or now
+            if now - self._once_failing_since > ONCE_CHECK_PATIENCE:
+                raise
+            log.info("%s; trying again", exc)
+            return False
+        self._once_failing_since = None
+        return drained
+
+    def _commit_skipped(self, producer: Producer, client: Consumer) -> None:
+        """Commit positions that moved past records no poll returned: the commit or abort
+        markers that end every transactional topic, and aborted records.
+
+        The last transaction of a poll commits the offset after its last record, which
+        is where the extraction's commit marker sits; only a later poll moves the
+        position past the marker, and no transaction follows it. Without this, the
+        group's committed offset stays one short of the log end and ``--once`` never
+        ends. The commit is a transaction of offsets only, so it is fenced like any other.
+        """
+        positions = _positions(client)
+        if not positions:
+            return
+        try:
+            committed = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in client.committed(positions, timeout=10)
+            }
+        except KafkaException as exc:
+            raise wrap_kafka_error(exc, "reading the group's committed offsets") from None
+        ahead = [tp for tp in positions if tp.offset > committed.get((tp.topic, tp.partition), -1)]
+        if not ahead:
+            return
+        producer.begin()
+        try:
+            producer.send_offsets(client, ahead)
+        except BaseException:
+            producer.abort()
+            raise
+        producer.commit()
+
     def _drained(self, client: Consumer, ends: dict[tuple[str, int], tuple[int, int]]) -> bool:
         """The group's committed offsets reached the ends taken when the run began."""
         partitions = [TopicPartition(topic, p) for topic, p in ends]
