@@ -6,6 +6,7 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 from rich.live import Live
@@ -16,7 +17,9 @@ from dataplump.cli.output import console, fail
 from dataplump.config import load_config
 from dataplump.errors import DataPlumpError
 from dataplump.pipeline.cluster import bootstrap_for
-from dataplump.pipeline.load import LoadCounts, Loader
+
+if TYPE_CHECKING:
+    from dataplump.pipeline.load import LoadCounts
 
 
 def _view(counts: dict[str, LoadCounts], title: str) -> Table:
@@ -57,6 +60,8 @@ def load(
 
     Example: `dataplump load -c dataplump.yaml --once`
     """
+    from dataplump.pipeline.load import Loader  # here: it imports every sink library
+
     try:
         pipeline = load_config(config)
         check_tables(pipeline, table, config)

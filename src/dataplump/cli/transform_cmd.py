@@ -65,7 +65,10 @@ def _run_slot(
             max_records=max_records,
             on_progress=lambda c: report(("progress", slot, asdict(c))),
         )
-        worker.run(once=once, stop=stop)
+        try:
+            worker.run(once=once, stop=stop)
+        finally:
+            worker.close()
         report(("done", slot, worker.run_id))
     except DataPlumpError as exc:
         report(("error", slot, str(exc)))
@@ -142,6 +145,9 @@ def transform(
         )
         alive: Callable[[], bool] = runner.is_alive
         runner.start()
+
+        def join() -> None:
+            runner.join(30)
     else:
         context = multiprocessing.get_context("spawn")
         stop = context.Event()
@@ -159,6 +165,10 @@ def transform(
 
         def alive() -> bool:
             return any(p.is_alive() for p in processes)
+
+        def join() -> None:
+            for process in processes:
+                process.join(30)
 
     finished = 0
     interrupted = False
@@ -195,6 +205,9 @@ def transform(
                     console.print("stopping after the current batch (Ctrl-C again to quit now)")
     finally:
         signal.signal(signal.SIGTERM, previous)
+    # Wait for the workers to release DuckDB and librdkafka: native threads torn down by
+    # the interpreter's exit abort the process ("FATAL: exception not rethrown").
+    join()
     summary = _by_table(counts)
     console.print(_view(summary, "transformed"))
     if errors:

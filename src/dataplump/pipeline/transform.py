@@ -63,9 +63,10 @@ from dataplump.bus.schemas import HEADER_SCHEMA, SchemaRegistry, UnknownSchemaEr
 from dataplump.config import PipelineConfig
 from dataplump.contracts import BatchRejectedError, Contract
 from dataplump.engine import ReferenceTables, StepFailed, TableTransform
-from dataplump.errors import TransientError
+from dataplump.errors import DataPlumpError, TransientError
 from dataplump.notify.events import error_alert, produce_alert, records_alert
 from dataplump.pipeline import topics
+from dataplump.pipeline.runs import produce_run
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,7 @@ class Transformer:
             *(topics.processed(self.config.name, table) for table in self.tables),
             topics.failed(self.config.name),
             topics.alerts(self.config.name),
+            topics.runs(self.config.name),
         ]
         create_topics(
             self.bootstrap,
@@ -206,6 +208,8 @@ class Transformer:
             self.bootstrap, transactional_id=self.transactional_id, extra=self._client
         )
         client = consumer(self.bootstrap, self.group_id, extra={**CONSUMER, **self._client})
+        started = time.monotonic()
+        error: BaseException | None = None
         try:
             client.subscribe(list(self._table_of))
             attempt = 1
@@ -234,12 +238,46 @@ class Transformer:
                     time.sleep(delay)
                     _rewind(client)
                     attempt += 1
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             client.close()
+            self._report_run(producer, time.monotonic() - started, error)
         for counts in self.counts.values():
             counts.finished = time.monotonic()
             self.on_progress(counts)
         return list(self.counts.values())
+
+    def close(self) -> None:
+        """Release the steps' DuckDB connections."""
+        for transform in self.transforms.values():
+            transform.close()
+
+    def _report_run(self, producer: Producer, seconds: float, error: BaseException | None) -> None:
+        """One record of this run on ``<pipeline>.runs``, in its own transaction."""
+        try:
+            with producer.transaction():
+                produce_run(
+                    producer,
+                    self.config.name,
+                    stage=STAGE,
+                    run_id=self.run_id,
+                    counts={
+                        t: {
+                            "consumed": c.consumed,
+                            "processed": c.processed,
+                            "failed": c.failed,
+                            "filtered": c.filtered,
+                        }
+                        for t, c in self.counts.items()
+                    },
+                    rows=sum(c.consumed for c in self.counts.values()),
+                    seconds=seconds,
+                    error=error,
+                )
+        except DataPlumpError as exc:  # the run's own outcome matters more (fenced, ...)
+            log.warning("could not record the run on %s: %s", topics.runs(self.config.name), exc)
 
     # -- one poll, one transaction -------------------------------------------------------
     def _transaction(self, producer: Producer, client: Consumer, messages: list[Message]) -> None:

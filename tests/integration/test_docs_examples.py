@@ -1,0 +1,56 @@
+"""The worked examples of the docs run as written (on a free port instead of 39092)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dataplump.services.kafka import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
+
+DOCS = Path(__file__).parents[2] / "docs"
+
+
+def worked_example(page: str) -> str:
+    """The first ```bash block after the heading "## A worked example" of ``page``."""
+    text = (DOCS / page).read_text()
+    section = text[text.index("## A worked example") :]
+    match = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
+    assert match is not None, f"no bash block in the worked example of {page}"
+    return match.group(1)
+
+
+def run(script: str, folder: Path, port: int) -> subprocess.CompletedProcess[str]:
+    bin_dir = str(Path(sys.executable).parent)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAPLUMP")}
+    env |= {"PATH": f"{bin_dir}:{env['PATH']}", "NO_COLOR": "1", "COLUMNS": "200"}
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script.replace("39092", str(port))],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_extract_then_transform_examples(tmp_path: Path) -> None:
+    port = free_port()
+    try:
+        extract = run(worked_example("extract.md"), tmp_path, port)
+        assert extract.returncode == 0, extract.stderr
+        assert re.search(r"orders\s+3\s+1\s+2\s+1", extract.stdout), extract.stdout
+
+        transform = run(worked_example("transform.md"), tmp_path, port)
+        assert transform.returncode == 0, transform.stderr
+        assert re.search(r"orders\s+1\s+1\s+0\s+0\s+1", transform.stdout), transform.stdout
+        assert '"country":"NO"' in transform.stdout
+    finally:
+        run("dataplump kafka down -c dataplump.yaml", tmp_path, port)
