@@ -26,6 +26,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka import Producer as _Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
 from dataplump.errors import BusError, TerminalBusError, TransientBusError
 
@@ -374,18 +375,41 @@ def log_bounds(
         extra={**(extra or {}), "isolation.level": "read_uncommitted"},
     )
     bounds: dict[tuple[str, int], tuple[int, int]] = {}
+    # A topic created a moment ago may not be in every broker's metadata yet.
+    settling = Retrying(
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(0.2),
+        retry=retry_if_exception(_not_settled),
+        reraise=True,
+    )
+    names = list(topics)
     try:
-        for topic in topics:
-            meta = probe.list_topics(topic, timeout=timeout).topics[topic]
-            if meta.error is not None:
-                raise wrap_kafka_error(meta.error, f"reading the partitions of {topic}")
-            for partition in sorted(meta.partitions):
-                low, high = probe.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=timeout, cached=False
-                )
-                bounds[(topic, partition)] = (int(low), int(high))
+        for topic in names:
+            for attempt in settling:
+                with attempt:
+                    meta = probe.list_topics(topic, timeout=timeout).topics[topic]
+                    if meta.error is not None:
+                        raise KafkaException(meta.error)
+                    for partition in sorted(meta.partitions):
+                        low, high = probe.get_watermark_offsets(
+                            TopicPartition(topic, partition), timeout=timeout, cached=False
+                        )
+                        bounds[(topic, partition)] = (int(low), int(high))
     except KafkaException as exc:
-        raise wrap_kafka_error(exc, "reading the ends of " + ", ".join(topics)) from None
+        raise wrap_kafka_error(exc, "reading the ends of " + ", ".join(names)) from None
     finally:
         probe.close()
     return bounds
+
+
+def _not_settled(exc: BaseException) -> bool:
+    """A metadata error that goes away once a new topic has spread to every broker."""
+    if not isinstance(exc, KafkaException) or not isinstance(exc.args[0], KafkaError):
+        return False
+    code = exc.args[0].code()
+    return code in (
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError._UNKNOWN_PARTITION,
+    )
