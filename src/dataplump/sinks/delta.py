@@ -176,6 +176,13 @@ class DeltaSink(Sink):
             self._table = DeltaTable(str(self.path))
             return
         stored = pa.schema(table.schema().to_arrow())
+        if rows.num_rows == 0:  # only offsets advance (a merge of nothing commits nothing)
+            write_deltalake(
+                table, stored.empty_table(), mode="append", partition_by=partition_by,
+                commit_properties=props,
+            )  # fmt: skip
+            table.update_incremental()
+            return
         changes = type_changes(delta_types(stored), delta_types(rows.schema))
         if changes:
             if not self.config.allow_type_changes:
