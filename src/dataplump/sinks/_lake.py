@@ -1,0 +1,179 @@
+"""What the lake sinks (Delta, Parquet) share: table paths, the writer lock, offset
+filtering, newest-row-per-key reduction and the column type check.
+
+Private: :mod:`dataplump.sinks.delta` and :mod:`dataplump.sinks.parquet` use it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+from pathlib import Path
+from typing import IO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dataplump.sinks.base import (
+    OFFSET,
+    PARTITION,
+    TOPIC,
+    Offsets,
+    SinkError,
+    SinkTarget,
+    TransientSinkError,
+)
+
+LOCK_FILE = "_dataplump.lock"
+"""Writer lock inside each table folder (a leading `_` hides it from Delta's vacuum and
+from pyarrow's dataset discovery)."""
+
+# errno values that retrying cannot fix: the path itself is wrong.
+_TERMINAL_ERRNO = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR}
+_TERMINAL_OS_ERROR = ("os error 13)", "os error 1)", "os error 30)", "os error 20)")
+
+
+def table_dir(path: Path, table: str) -> Path:
+    """``<path>/<table>``: where one curated or ops table lives in a lake."""
+    return Path(path) / table
+
+
+def os_error(error: OSError, what: str) -> SinkError | TransientSinkError:
+    """An :class:`OSError` met while ``what`` as a one-line sink error.
+
+    A path that is not writable is terminal (fix the path or its permissions); anything
+    else (disk full, I/O error) is transient.
+    """
+    reason = error.strerror or str(error)
+    where = f" ({error.filename})" if error.filename else ""
+    if error.errno in _TERMINAL_ERRNO:
+        return SinkError(f"{what}: {reason}{where}; fix the sink `path` or its permissions")
+    return TransientSinkError(f"{what}: {reason}{where}; nothing was committed, retry")
+
+
+def library_error(error: Exception, what: str) -> SinkError | TransientSinkError:
+    """An error of a storage library (delta-rs reports I/O errors as text) as a sink error."""
+    text = " ".join(str(error).split())
+    if any(code in text for code in _TERMINAL_OS_ERROR):
+        return SinkError(f"{what}: {text}; fix the sink `path` or its permissions")
+    return TransientSinkError(f"{what}: {text}; nothing was committed, retry")
+
+
+class TableLock:
+    """An exclusive ``flock`` on ``<table>/_dataplump.lock``, held while a sink lives.
+
+    It fences a second loader of the same table: opening a second sink on a locked table
+    (in this process or another) raises :class:`TransientSinkError`. The lock goes when
+    :meth:`release` is called or the process dies (the kernel drops it, even on kill -9).
+    """
+
+    def __init__(self, folder: Path, table: str) -> None:
+        self.path = folder / LOCK_FILE
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle: IO[str] = self.path.open("a+", encoding="utf-8")
+        except OSError as error:
+            raise os_error(error, f"cannot open lake table `{table}`") from error
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise TransientSinkError(
+                f"lake table `{table}` at {folder} is locked by another loader ({holder});"
+                " one loader writes a table at a time: stop the other one or wait for it"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        self._handle: IO[str] | None = handle
+
+    def release(self) -> None:
+        """Drop the lock (idempotent)."""
+        if self._handle is not None:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
+def app_id(topic: str, partition: int) -> str:
+    """The Delta application id of one topic-partition: ``dataplump:<topic>:<partition>``."""
+    return f"dataplump:{topic}:{partition}"
+
+
+def parse_app_id(value: str) -> tuple[str, int] | None:
+    """(topic, partition) of an id made by :func:`app_id`, None for any other id."""
+    prefix, _, rest = value.partition(":")
+    topic, _, partition = rest.rpartition(":")
+    if prefix != "dataplump" or not topic or not partition.isdigit():
+        return None
+    return topic, int(partition)
+
+
+def drop_committed(rows: pa.Table, committed: Offsets) -> tuple[pa.Table, int]:
+    """``rows`` without those whose offset is below the committed next offset of their
+    topic-partition, and how many were dropped. Rows without lineage columns are kept."""
+    if not committed or rows.num_rows == 0 or OFFSET not in rows.column_names:
+        return rows, 0
+    stale = None
+    for (topic, partition), next_offset in committed.items():
+        mask = pc.and_(
+            pc.and_(pc.equal(rows[TOPIC], topic), pc.equal(rows[PARTITION], partition)),
+            pc.less(rows[OFFSET], next_offset),
+        )
+        stale = mask if stale is None else pc.or_(stale, mask)
+    if stale is None:
+        return rows, 0
+    keep = pc.invert(pc.fill_null(stale, False))
+    kept = rows.filter(keep)
+    return kept, rows.num_rows - kept.num_rows
+
+
+def newest_per_key(rows: pa.Table, key: tuple[str, ...]) -> pa.Table:
+    """One row per ``key``: the one with the highest `_dp_offset` (the last one if the rows
+    have no offsets). The order of the result is not meaningful."""
+    if rows.num_rows < 2:
+        return rows
+    index = "__dp_row"
+    numbered = rows.append_column(index, pa.array(range(rows.num_rows), pa.int64()))
+    order = [(OFFSET, "descending")] if OFFSET in rows.column_names else []
+    ordered = numbered.sort_by([*order, (index, "descending")])
+    firsts = ordered.group_by(list(key), use_threads=False).aggregate([(index, "first")])
+    return rows.take(firsts[f"{index}_first"])
+
+
+def check_columns(rows: pa.Table, target: SinkTarget, table: str) -> None:
+    """Refuse rows lacking the key (merge mode) or the partition columns."""
+    needed = [*(target.primary_key if target.mode == "merge" else ()), *target.partition_by]
+    missing = [column for column in needed if column not in rows.column_names]
+    if missing:
+        raise SinkError(
+            f"rows for lake table `{table}` lack column(s) {', '.join(missing)}"
+            f" (primary key / partition_by); columns are: {', '.join(rows.column_names)}"
+        )
+
+
+def type_changes(stored: dict[str, str], incoming: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(column, stored type, incoming type) of every column whose type differs."""
+    return [
+        (name, stored[name], kind)
+        for name, kind in incoming.items()
+        if name in stored and stored[name] != kind
+    ]
+
+
+def refuse_type_changes(changes: list[tuple[str, str, str]], table: str) -> None:
+    """Raise the one-line :class:`SinkError` of a refused type change."""
+    if not changes:
+        return
+    listed = "; ".join(f"column `{c}` from {old} to {new}" for c, old, new in changes[:5])
+    more = f" ... and {len(changes) - 5} more" if len(changes) > 5 else ""
+    raise SinkError(
+        f"lake table `{table}`: refusing to change the type of {listed}{more};"
+        " cast the column in a transform step, or set `allow_type_changes: true` on the sink"
+        " (rewrites the table)"
+    )
