@@ -479,7 +479,7 @@ class SinkConfig(_Model):
     """SQLAlchemy URL of the warehouse; required for `postgres`. Secret: password masked."""
     mode: SinkMode = "merge"
     """`merge`: upsert by primary key (the newest version of a row wins); `append`: add
-    every row."""
+    every row. `parquet` sinks only append (their default)."""
     db_schema: OptionalStr = Field(None, alias="schema")
     """Database schema of the curated tables, for `postgres` (default: `public`)."""
     allow_type_changes: bool = False
@@ -504,6 +504,15 @@ class SinkConfig(_Model):
             )
         elif self.db_schema is not None:
             raise conflict(f"`schema` is for `postgres` sinks, not `{self.kind}`", "schema")
+        if self.kind == "parquet":
+            if "mode" not in self.model_fields_set:
+                object.__setattr__(self, "mode", "append")  # the default that fits the kind
+            elif self.mode == "merge":
+                raise conflict(
+                    "a `parquet` sink only appends (plain files cannot be upserted); use"
+                    " `mode: append`, or a `delta` sink to merge",
+                    "mode",
+                )
         return self
 
 
