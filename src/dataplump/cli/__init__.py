@@ -13,6 +13,7 @@ from dataplump.cli import (
     config_cmd,
     extract_cmd,
     kafka_cmd,
+    lake_cmd,
     load_cmd,
     notify_cmd,
     transform_cmd,
@@ -30,6 +31,7 @@ app.add_typer(kafka_cmd.app, name="kafka")
 app.command("extract")(extract_cmd.extract)
 app.command("transform")(transform_cmd.transform)
 app.command("load")(load_cmd.load)
+app.add_typer(lake_cmd.app, name="lake")
 app.add_typer(notify_cmd.app, name="notify")
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
+from typer.testing import CliRunner
 
+from dataplump.cli import app
 from dataplump.config import PipelineConfig, load_config
 from dataplump.pipeline.extract import Extractor
 from dataplump.pipeline.load import Loader
@@ -110,3 +112,31 @@ def test_processed_rows_land_once_with_lineage_and_ops_tables(
     assert again["orders"].consumed == 0
     assert read(lake / "orders").num_rows == len(good)
     assert sorted(read(lake / "_runs")["stage"].to_pylist()).count("load") == 1
+
+
+def test_lake_history_compact_vacuum(tmp_path: Path, kafka_bootstrap: str) -> None:
+    config = make(tmp_path, kafka_bootstrap, mode="append")
+    Extractor(config, kafka_bootstrap).run_once()
+    Transformer(config, kafka_bootstrap, max_records=100).run(once=True)
+    Loader(config, kafka_bootstrap, max_records=100).run(once=True)
+    file = str(tmp_path / "dataplump.yaml")
+    runner = CliRunner()
+
+    shown = runner.invoke(app, ["lake", "history", "-c", file, "--table", "orders"])
+    assert shown.exit_code == 0, shown.output
+    assert "WRITE" in shown.output
+    folded = "".join(shown.output.split())  # the app ids fold on a narrow terminal
+    assert f"dataplump:{config.name}.orders.processed:0" in folded
+
+    before = read(tmp_path / "lake" / "orders")
+    compacted = runner.invoke(app, ["lake", "compact", "-c", file, "--table", "orders"])
+    assert compacted.exit_code == 0, compacted.output
+    after = read(tmp_path / "lake" / "orders")
+    assert sorted(after["id"].to_pylist()) == sorted(before["id"].to_pylist())
+    assert len(DeltaTable(str(tmp_path / "lake" / "orders")).file_uris()) == 1
+
+    dry = runner.invoke(app, ["lake", "vacuum", "-c", file, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "lake/orders: would delete 0 file(s)" in dry.output  # all within 7 days
+    unknown = runner.invoke(app, ["lake", "history", "-c", file, "--table", "ordres"])
+    assert unknown.exit_code == 1
