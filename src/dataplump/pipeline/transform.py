@@ -174,6 +174,8 @@ class Transformer:
         self.counts = {table: TransformCounts(table) for table in self.tables}
         self.group_id = topics.transform_group(config.name)
         self.transactional_id = f"dataplump.{config.name}.transform.{slot}"
+        self._lineage: dict[int, Headers] = {}
+        """Lineage headers of the records of the batch being transformed, by id()."""
         self._table_of = {topics.active(config.name, table): table for table in self.tables}
         self._once_failing_since: float | None = None
 
@@ -362,8 +364,18 @@ class Transformer:
         """The active records as one Arrow table (by their ``dp.schema``), and the
         messages of its rows; records that do not decode join ``failures``."""
         groups: dict[str, list[Message]] = defaultdict(list)
+        self._lineage.clear()
         for message in messages:
-            header = _header(message, HEADER_SCHEMA)
+            # Headers are read once per record: librdkafka builds a new list per call.
+            pairs: Any = message.headers() or ()
+            header = None
+            lineage: Headers = []
+            for key, value in pairs:
+                if key == HEADER_SCHEMA:
+                    header = value
+                elif key in LINEAGE and value is not None:
+                    lineage.append((key, value))
+            self._lineage[id(message)] = lineage
             if message.value() is None or header is None:
                 what = "has no value" if message.value() is None else "has no dp.schema header"
                 failures.append(_malformed(message, f"the record {what}: not written by DataPlump"))
@@ -467,10 +479,11 @@ class Transformer:
             (HEADER_TRANSFORMED_AT, datetime.now(UTC).isoformat().encode()),
             (HEADER_TRANSFORM_RUN, self.run_id.encode()),
         ]
+        lineage_of = self._lineage.get
         return producer.produce_many(
             topics.processed(self.config.name, table),
             (
-                (key, value, [*_lineage(source), *extra])
+                (key, value, [*lineage_of(id(source), ()), *extra])
                 for key, value, source in zip(keys, values, lineage, strict=True)
             ),
         )
@@ -501,7 +514,7 @@ class Transformer:
                 "run": self.run_id,
             }
             headers: Headers = [
-                *_lineage(message),
+                *self._lineage.get(id(message), ()),
                 (HEADER_ERROR_STAGE, STAGE.encode()),
                 (HEADER_ERROR_STEP, failure.step.encode()),
                 (HEADER_ERROR_RULES, rules.encode()),
@@ -660,23 +673,6 @@ def _row_failures(table: pa.Table, decoded: list[Message]) -> Iterable[_Failure]
         else:
             grouped[index] = _Failure(decoded[index], row["step"], [reason])
     return grouped.values()
-
-
-def _lineage(message: Message | _Orphan | None) -> Headers:
-    """The input record's lineage headers, to be carried by what it became."""
-    if message is None:
-        return []
-    return [(k, v) for k, v in _headers(message) if k in LINEAGE]
-
-
-def _header(message: Message, name: str) -> bytes | None:
-    return next((value for key, value in _headers(message) if key == name), None)
-
-
-def _headers(message: Message | _Orphan) -> list[tuple[str, bytes]]:
-    """A consumed record's headers (librdkafka gives a list of (name, bytes) pairs)."""
-    pairs: Any = message.headers() or []
-    return [(str(k), v) for k, v in pairs if isinstance(v, bytes)]
 
 
 def _value(message: Message) -> bytes:
