@@ -41,7 +41,7 @@ def run(script: str, folder: Path, port: int) -> subprocess.CompletedProcess[str
     )
 
 
-def test_extract_then_transform_examples(tmp_path: Path) -> None:
+def test_extract_transform_load_examples(tmp_path: Path) -> None:
     port = free_port()
     try:
         extract = run(worked_example("extract.md"), tmp_path, port)
@@ -52,5 +52,12 @@ def test_extract_then_transform_examples(tmp_path: Path) -> None:
         assert transform.returncode == 0, transform.stderr
         assert re.search(r"orders\s+1\s+1\s+0\s+0\s+1", transform.stdout), transform.stdout
         assert '"country":"NO"' in transform.stdout
+
+        load = run(worked_example("load.md"), tmp_path, port)
+        assert load.returncode == 0, load.stderr
+        assert re.search(r"orders\s+1\s+lake 1\s+0", load.stdout), load.stdout
+        assert re.search(r"_dlq\s+2\s+lake 2", load.stdout), load.stdout
+        assert "country: [[\"NO\"]]" in load.stdout, load.stdout
+        assert "WRITE" in load.stdout
     finally:
         run("dataplump kafka down -c dataplump.yaml", tmp_path, port)
