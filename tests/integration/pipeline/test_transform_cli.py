@@ -60,17 +60,10 @@ def summary(result: CliResult, table: str = "orders") -> dict[str, int]:
 
 
 def extracted(
-    folder: Path, bootstrap: str, rows: int, *, partitions: int = 1, pandas_step: str | None = None
+    folder: Path, bootstrap: str, rows: int, *, partitions: int = 1
 ) -> tuple[Path, PipelineConfig]:
     """A pipeline whose ``orders`` were extracted to ``.active`` (in this process)."""
-    path, _ = write_pipeline(
-        folder,
-        bootstrap,
-        rows=rows,
-        batch_size=1000,
-        partitions=partitions,
-        **({} if pandas_step is None else {"pandas_step": pandas_step}),
-    )
+    path, _ = write_pipeline(folder, bootstrap, rows=rows, batch_size=1000, partitions=partitions)
     config = load_config(path)
     Extractor(config, bootstrap).run_once()
     return path, config
