@@ -35,13 +35,6 @@ ROWS = 20_000
 POLL = "500"
 """Records per poll: many small transactions, so each worker is mid-stream for a while."""
 DRAIN_WITHIN = 60.0
-SHUTDOWN_ABORT = pytest.mark.xfail(
-    strict=False,
-    reason="open bug: after a clean stop (summary printed, batch committed) the process"
-    " sometimes dies at interpreter exit with SIGABRT, 'terminate called after throwing an"
-    " instance of ...; FATAL: exception not rethrown' (a native thread unwound at"
-    " finalization; DuckDB or librdkafka suspected); no data is lost",
-)
 
 
 def extracted(tmp_path: Path, bootstrap: str) -> tuple[Path, PipelineConfig]:
@@ -63,8 +56,8 @@ def extracted(tmp_path: Path, bootstrap: str) -> tuple[Path, PipelineConfig]:
     "leave",
     [
         pytest.param(signal.SIGKILL, id="sigkill"),
-        pytest.param(signal.SIGTERM, id="sigterm", marks=SHUTDOWN_ABORT),
-        pytest.param(signal.SIGINT, id="sigint", marks=SHUTDOWN_ABORT),
+        pytest.param(signal.SIGTERM, id="sigterm"),
+        pytest.param(signal.SIGINT, id="sigint"),
     ],
 )
 def test_a_worker_joins_then_one_leaves_mid_stream(

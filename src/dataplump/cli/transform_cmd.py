@@ -18,7 +18,7 @@ from rich.table import Table
 from dataplump.cli.options import ConfigOption, TableOption, check_tables
 from dataplump.cli.output import console, fail
 from dataplump.config import load_config
-from dataplump.errors import DataPlumpError
+from dataplump.errors import ConfigError, DataPlumpError
 from dataplump.pipeline.cluster import bootstrap_for
 from dataplump.pipeline.transform import TransformCounts, Transformer
 
@@ -70,6 +70,8 @@ def _run_slot(
         finally:
             worker.close()
         report(("done", slot, worker.run_id))
+    except ConfigError as exc:  # e.g. a pandas step naming a function its file lacks
+        report(("error", slot, f"{exc} (run `dataplump config check -c {config}`)"))
     except DataPlumpError as exc:
         report(("error", slot, str(exc)))
     except KeyboardInterrupt:
@@ -128,7 +130,10 @@ def transform(
     """
     try:
         pipeline = load_config(config)
-        check_tables(pipeline, table, config)
+    except ConfigError as exc:
+        fail(f"{exc} (run `dataplump config check -c {config}`)")
+    check_tables(pipeline, table, config)
+    try:
         bootstrap = bootstrap_for(pipeline, say=console.print)
     except DataPlumpError as exc:
         fail(str(exc))
@@ -208,8 +213,8 @@ def transform(
     # Wait for the workers to release DuckDB and librdkafka: native threads torn down by
     # the interpreter's exit abort the process ("FATAL: exception not rethrown").
     join()
-    summary = _by_table(counts)
-    console.print(_view(summary, "transformed"))
+    if counts or not errors:  # no empty table above an error that came before any work
+        console.print(_view(_by_table(counts), "transformed"))
     if errors:
         fail(errors[0])
     if finished < workers:
