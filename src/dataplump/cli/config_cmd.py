@@ -20,7 +20,6 @@ from dataplump.config import (
     load_config,
 )
 from dataplump.config.loader import locate
-from dataplump.engine import check_steps
 
 app = typer.Typer(
     help=(
@@ -73,6 +72,8 @@ def check(
     try:
         pipeline = load_config(config)
         if steps:
+            from dataplump.engine import check_steps  # imports DuckDB, pandas, polars
+
             problems = [
                 (problem.path, problem.message)
                 for table in pipeline.transform.steps

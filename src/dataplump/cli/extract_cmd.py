@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.live import Live
@@ -14,7 +15,9 @@ from dataplump.cli.output import console, fail
 from dataplump.config import load_config
 from dataplump.errors import DataPlumpError
 from dataplump.pipeline.cluster import bootstrap_for
-from dataplump.pipeline.extract import Extractor, TableCounts
+
+if TYPE_CHECKING:  # the stage imports DuckDB and the drivers: only when it runs
+    from dataplump.pipeline.extract import TableCounts
 
 
 def _table(counts: dict[str, TableCounts], title: str) -> Table:
@@ -67,6 +70,8 @@ def extract(
             def show(c: TableCounts) -> None:
                 counts[c.table] = c
                 live.update(_table(counts, "extracting"))
+
+            from dataplump.pipeline.extract import Extractor
 
             extractor = Extractor(pipeline, bootstrap, on_progress=show)
             while True:

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.live import Live
@@ -20,7 +20,9 @@ from dataplump.cli.output import console, fail
 from dataplump.config import load_config
 from dataplump.errors import ConfigError, DataPlumpError
 from dataplump.pipeline.cluster import bootstrap_for
-from dataplump.pipeline.transform import TransformCounts, Transformer
+
+if TYPE_CHECKING:  # the stage imports DuckDB, pandas and polars: only when it runs
+    from dataplump.pipeline.transform import TransformCounts
 
 Report = Callable[[tuple[str, int, Any]], None]
 
@@ -57,6 +59,8 @@ def _run_slot(
     """One worker: transform until stopped (or drained with ``once``), reporting counts."""
     try:
         pipeline = load_config(config)
+        from dataplump.pipeline.transform import Transformer
+
         worker = Transformer(
             pipeline,
             bootstrap,
@@ -137,6 +141,8 @@ def transform(
         bootstrap = bootstrap_for(pipeline, say=console.print)
     except DataPlumpError as exc:
         fail(str(exc))
+    from dataplump.pipeline.transform import TransformCounts as counts_type
+
     counts: dict[tuple[int, str], TransformCounts] = {}
     errors: list[str] = []
     results: queue.Queue[tuple[str, int, Any]] | Any
@@ -191,7 +197,7 @@ def transform(
                 try:
                     kind, who, payload = results.get(timeout=0.5)
                     if kind == "progress":
-                        c = TransformCounts(**payload)
+                        c = counts_type(**payload)
                         counts[(who, c.table)] = c
                         live.update(_view(_by_table(counts), "transforming"))
                     else:
@@ -225,6 +231,8 @@ def transform(
 
 def _by_table(counts: dict[tuple[int, str], TransformCounts]) -> dict[str, TransformCounts]:
     """Every slot's counts of a table added up (rows/s over the longest-running slot)."""
+    from dataplump.pipeline.transform import TransformCounts
+
     total: dict[str, TransformCounts] = {}
     for c in counts.values():
         sum_ = total.setdefault(c.table, TransformCounts(c.table, started=c.started))
