@@ -78,6 +78,7 @@ def errors(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
+@pytest.mark.postgres
 def test_warehouse_down_mid_load_is_retried_and_ends_exact(
     tmp_path: Path, data: Loadable, own_postgres: PostgresServer
 ) -> None:
