@@ -48,6 +48,13 @@ def load(
         "--ops/--no-ops",
         help="Also load the dead-letter, failed, alert and run records into the ops tables.",
     ),
+    max_records: int = typer.Option(
+        50_000,
+        "--max-records",
+        min=1,
+        help="Records per poll, and so per sink commit: smaller means less work redone"
+        " after a crash and less memory, larger means fewer (bigger) commits.",
+    ),
 ) -> None:
     """Commit the processed rows to the curated tables of every sink, exactly once.
 
@@ -85,7 +92,14 @@ def load(
                 counts[c.table] = c
                 live.update(_view(counts, "loading"))
 
-            loader = Loader(pipeline, bootstrap, tables=table or None, ops=ops, on_progress=show)
+            loader = Loader(
+                pipeline,
+                bootstrap,
+                tables=table or None,
+                ops=ops,
+                on_progress=show,
+                max_records=max_records,
+            )
             loader.run(once=once, stop=stop)
     except DataPlumpError as exc:
         fail(str(exc))

@@ -59,6 +59,13 @@ log = logging.getLogger(__name__)
 STAGE = "load"
 MAX_ATTEMPTS = 5
 OPS_TABLES = ("_dlq", "_failed", "_alerts", "_runs")
+CONSUMER = {"session.timeout.ms": "10000"}
+"""Consumer defaults (``kafka.extra`` wins): a loader killed with ``kill -9`` leaves the
+group, and its partitions move to its restart, after 10 s instead of librdkafka's 45 s."""
+ONCE_CHECK_PATIENCE = 120.0
+"""Seconds ``--once`` goes on when the group's committed offsets cannot be read (the
+coordinator is busy with a rebalance, e.g. right after a loader was killed) before it
+gives up with the error."""
 
 
 class LoadError(TerminalError):
@@ -148,6 +155,7 @@ class Loader:
                 for topic in names:
                     self._routes[topic] = (table, [sink])
         self.counts = {table: LoadCounts(table) for table, _ in self._routes.values()}
+        self._once_failing_since: float | None = None
 
     def prepare(self) -> None:
         """Create the topics the loader reads where missing (so a fresh pipeline loads)."""
@@ -166,18 +174,27 @@ class Loader:
         stop = stop or threading.Event()
         self.prepare()
         ends = log_bounds(self.bootstrap, self._routes, extra=self._client) if once else {}
-        client = consumer(self.bootstrap, topics.load_group(self.config.name), extra=self._client)
+        client = consumer(
+            self.bootstrap,
+            topics.load_group(self.config.name),
+            extra={**CONSUMER, **self._client},
+        )
         error: BaseException | None = None
+        self._once_failing_since = None
         try:
             client.subscribe(list(self._routes), on_assign=self._on_assign)
             attempt = 1
+            rewind = False
             while not stop.is_set():
-                messages = consume_batch(client, self.max_records, self.poll_timeout)
-                if not messages:
-                    if once and self._drained(client, ends):
-                        break
-                    continue
                 try:
+                    if rewind:  # inside the retry: the sinks may still be unreachable
+                        self._seek_to_sinks(client, client.assignment())
+                        rewind = False
+                    messages = consume_batch(client, self.max_records, self.poll_timeout)
+                    if not messages:
+                        if once and self._once_done(client, ends):
+                            break
+                        continue
                     self._load(client, messages)
                     attempt = 1
                 except TransientError as exc:
@@ -191,8 +208,8 @@ class Loader:
                         attempt + 1,
                         MAX_ATTEMPTS,
                     )
-                    time.sleep(delay)
-                    self._seek_to_sinks(client, client.assignment())
+                    stop.wait(delay)
+                    rewind = True
                     attempt += 1
         except BaseException as exc:
             error = exc
@@ -299,6 +316,22 @@ class Loader:
                         client.seek(tp)
         except KafkaException as exc:
             raise wrap_kafka_error(exc, "starting at the sinks' offsets") from None
+
+    def _once_done(self, client: Consumer, ends: dict[tuple[str, int], tuple[int, int]]) -> bool:
+        """Whether every partition was read to ``ends``; a timeout reading the group's
+        committed offsets (during a rebalance) answers "not yet", for
+        :data:`ONCE_CHECK_PATIENCE` seconds in a row at most."""
+        try:
+            drained = self._drained(client, ends)
+        except TransientError as exc:
+            now = time.monotonic()
+            self._once_failing_since = self._once_failing_since or now
+            if now - self._once_failing_since > ONCE_CHECK_PATIENCE:
+                raise
+            log.info("%s; trying again", exc)
+            return False
+        self._once_failing_since = None
+        return drained
 
     def _drained(self, client: Consumer, ends: dict[tuple[str, int], tuple[int, int]]) -> bool:
         """Every partition was read to where it ended when the run began."""

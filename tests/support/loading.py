@@ -1,0 +1,246 @@
+"""Extracted and transformed orders for loading tests, ``dataplump load`` as a process, and
+independent readers of what the sinks committed (deltalake in this process, plain SQL).
+
+The pipeline is the one of :mod:`tests.support.transformation` plus an input contract
+whose ``max`` on ``id`` sends the last 5% of the orders to the dead-letter topic, so a
+load has curated rows, ``_dlq`` rows and ``_failed`` rows to commit. The topics are filled
+once; each test writes its own pipeline file (same pipeline name, so the same topics)
+with its own sinks, and every load starts from the offsets its fresh sinks hold: nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from deltalake import DeltaTable
+from sqlalchemy.engine import make_url
+
+from dataplump.config import PipelineConfig, load_config
+from dataplump.pipeline import topics
+from dataplump.pipeline.extract import Extractor
+from dataplump.pipeline.transform import Transformer
+from tests.support.extraction import CliResult, _env
+from tests.support.topics import read_committed
+from tests.support.transformation import Expected, write_pipeline
+
+
+@dataclass(frozen=True)
+class Loadable:
+    """Orders extracted and transformed onto the topics of one pipeline."""
+
+    folder: Path
+    config: dict[str, Any]
+    """The pipeline file's content (sinks are added per test)."""
+    name: str
+    processed: frozenset[int]
+    failed: frozenset[int]
+    dlq: frozenset[int]
+    records: dict[str, int]
+    """Committed records per topic: ``processed``, ``failed``, ``dlq``."""
+
+    def pipeline(
+        self,
+        folder: Path,
+        sinks: dict[str, dict[str, Any]],
+        *,
+        table_sinks: list[str] | None = None,
+        name: str = "dataplump.yaml",
+    ) -> Path:
+        """Write a pipeline file in ``folder`` loading into ``sinks``; return its path."""
+        config = json.loads(json.dumps(self.config))
+        config["sinks"] = sinks
+        # a killed loader's partitions come back to its restart after 6 s (broker minimum)
+        config["kafka"].setdefault("extra", {})["session.timeout.ms"] = "6000"
+        if table_sinks is not None:
+            config["tables"]["orders"]["sinks"] = table_sinks
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "steps.py").write_text((self.folder / "steps.py").read_text())
+        path = folder / name
+        path.write_text(json.dumps(config, indent=2))
+        return path
+
+
+def loadable(folder: Path, bootstrap: str, rows: int, partitions: int = 2) -> Loadable:
+    """Extract and transform ``rows`` orders (the last 5% rejected by the contract)."""
+    path, name = write_pipeline(
+        folder, bootstrap, rows=rows, batch_size=1000, partitions=partitions
+    )
+    config = json.loads(path.read_text())
+    limit = rows - rows // 20
+    config["tables"]["orders"]["contract"] = {
+        "columns": {"id": {"type": "int64", "not_null": True, "max": limit}}
+    }
+    path.write_text(json.dumps(config, indent=2))
+    pipeline = load_config(path)
+    Extractor(pipeline, bootstrap).run_once()
+    Transformer(pipeline, bootstrap).run(once=True)
+    expected = Expected.of(rows)
+    dlq = frozenset(i for i in range(1, rows + 1) if i > limit)
+    counts = {
+        "processed": len(read_committed(bootstrap, topics.processed(name, "orders"))),
+        "failed": len(read_committed(bootstrap, topics.failed(name))),
+        "dlq": len(read_committed(bootstrap, topics.dlq(name, "orders"))),
+    }
+    loaded = Loadable(
+        folder,
+        config,
+        name,
+        expected.processed - dlq,
+        expected.failed - dlq,
+        dlq,
+        counts,
+    )
+    assert counts == {
+        "processed": len(loaded.processed),
+        "failed": len(loaded.failed),
+        "dlq": len(dlq),
+    }, counts
+    return loaded
+
+
+# --- independent readers -----------------------------------------------------------
+
+
+def key_ids(keys: list[str | None]) -> list[int]:
+    return [int(json.loads(k)["id"]) for k in keys if k is not None]
+
+
+def twice(values: list[Any]) -> list[Any]:
+    return sorted(v for v, n in Counter(values).items() if n > 1)[:10]
+
+
+def delta_rows(path: Path, columns: list[str]) -> dict[str, list[Any]]:
+    """Columns of the Delta table at ``path``, read by deltalake in this process."""
+    table = DeltaTable(str(path)).to_pyarrow_table(columns=columns)
+    return {c: table[c].to_pylist() for c in columns}
+
+
+def check_lake(lake: Path, data: Loadable, report: str = "") -> None:
+    """``orders`` holds every processed order once; ``_dlq`` and ``_failed`` every record."""
+    orders = delta_rows(lake / "orders", ["id", "_dp_topic", "_dp_partition", "_dp_offset"])
+    assert not twice(orders["id"]), f"orders twice in the lake: {twice(orders['id'])} {report}"
+    missing = sorted(data.processed - set(orders["id"]))[:10]
+    extra = sorted(set(orders["id"]) - data.processed)[:10]
+    assert (missing, extra) == ([], []), f"lake orders: missing, extra {report}"
+    for table, ids, count in (
+        ("_dlq", data.dlq, data.records["dlq"]),
+        ("_failed", data.failed, data.records["failed"]),
+    ):
+        rows = delta_rows(lake / table, ["key", "_dp_topic", "_dp_partition", "_dp_offset"])
+        where = list(zip(rows["_dp_topic"], rows["_dp_partition"], rows["_dp_offset"], strict=True))
+        assert not twice(where), f"{table}: records twice {twice(where)} {report}"
+        assert len(where) == count, f"{table}: {len(where)} rows, {count} records {report}"
+        assert set(key_ids(rows["key"])) == ids, f"{table}: wrong keys {report}"
+
+
+def warehouse_ids(url: str, table: str = "orders") -> list[int]:
+    """``SELECT id FROM <table>`` on the warehouse, as psql would."""
+    with connect(url) as conn:
+        return [int(r[0]) for r in conn.execute(f'SELECT id FROM "{table}"').fetchall()]  # noqa: S608
+
+
+def check_warehouse(url: str, data: Loadable, report: str = "") -> None:
+    ids = warehouse_ids(url)
+    assert not twice(ids), f"orders twice in the warehouse: {twice(ids)} {report}"
+    missing = sorted(data.processed - set(ids))[:10]
+    extra = sorted(set(ids) - data.processed)[:10]
+    assert (missing, extra) == ([], []), f"warehouse: missing, extra {report}"
+    with connect(url) as conn:
+        ahead = conn.execute(
+            "SELECT o.topic, o.partition, o.next_offset, max(t._dp_offset) FROM"
+            " _dataplump_offsets o JOIN orders t ON t._dp_topic = o.topic AND"
+            " t._dp_partition = o.partition WHERE o.sink_table = 'orders'"
+            " GROUP BY 1, 2, 3 HAVING max(t._dp_offset) >= o.next_offset"
+        ).fetchall()
+    assert not ahead, f"rows beyond the stored offsets: {ahead} {report}"
+
+
+def connect(url: str) -> psycopg.Connection[Any]:
+    parsed = make_url(url)
+    return psycopg.connect(
+        host=parsed.host,
+        port=parsed.port,
+        user=parsed.username,
+        password=parsed.password,
+        dbname=parsed.database,
+        autocommit=True,
+    )
+
+
+def delta_commits(table: Path) -> int:
+    """Commits in the Delta log of ``table`` (cheap: counts the log's JSON files)."""
+    log = table / "_delta_log"
+    return len(list(log.glob("*.json"))) if log.is_dir() else 0
+
+
+# --- ``dataplump load`` as a process ------------------------------------------------
+
+
+def load_command(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "dataplump", "load", "-c", str(config), *args]
+
+
+class Loading:
+    """One ``dataplump load`` process; output goes to files (no pipe to fill)."""
+
+    def __init__(self, config: Path, *args: str, logs: Path, label: str = "load") -> None:
+        logs.mkdir(parents=True, exist_ok=True)
+        stamp = time.monotonic_ns()
+        self._out = logs / f"{label}-{stamp}.out"
+        self._err = logs / f"{label}-{stamp}.err"
+        self.started = time.monotonic()
+        with self._out.open("w") as out, self._err.open("w") as err:
+            self.process = subprocess.Popen(
+                load_command(config, *args),
+                stdout=out,
+                stderr=err,
+                cwd=config.parent,
+                env=_env(),
+                text=True,
+            )
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def wait(self, timeout: float = 120.0) -> CliResult:
+        """Wait for the end (killing the process if it outlives ``timeout``)."""
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            result = self.result(self.process.returncode)
+            raise AssertionError(f"dataplump load hung: {result.describe()}") from None
+        return self.result(code)
+
+    def kill(self) -> CliResult:
+        """SIGKILL: no cleanup of any kind runs in the process."""
+        self.process.kill()
+        return self.result(self.process.wait())
+
+    def stop(self, sig: signal.Signals = signal.SIGINT, timeout: float = 60.0) -> CliResult:
+        self.process.send_signal(sig)
+        return self.wait(timeout)
+
+    def result(self, code: int) -> CliResult:
+        return CliResult(
+            code, self._out.read_text(), self._err.read_text(), time.monotonic() - self.started
+        )
+
+
+def run_load(config: Path, *args: str, logs: Path, timeout: float = 120.0) -> CliResult:
+    """Run ``dataplump load ARGS`` to its end."""
+    return Loading(config, *args, logs=logs).wait(timeout)
+
+
+def pipeline_config(path: Path) -> PipelineConfig:
+    return load_config(path)
