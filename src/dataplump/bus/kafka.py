@@ -97,11 +97,19 @@ class _ClientErrors:
     def __init__(self) -> None:
         self.last: KafkaError | None = None
         self.refused: KafkaError | None = None
+        self.down_since: float | None = None
+        """Since when every broker refuses or drops connections (None: not known to)."""
 
     def __call__(self, err: KafkaError) -> None:
-        self.last = err
+        if err.code() != KafkaError._ALL_BROKERS_DOWN or self.last is None:
+            self.last = err  # keep the cause ("Connection refused") over the summary
         if err.code() in _REFUSED:
             self.refused = err
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.down_since = self.down_since or time.monotonic()
+
+    def down_for(self) -> float:
+        return 0.0 if self.down_since is None else time.monotonic() - self.down_since
 
 
 def create_topics(
@@ -113,11 +121,13 @@ def create_topics(
     config: Mapping[str, str] | None = None,
     extra: Mapping[str, str] | None = None,
     timeout: float = 30.0,
+    down_timeout: float = 10.0,
 ) -> list[str]:
     """Create the topics that do not exist yet; return the names created.
 
     A refused login or TLS handshake is a :class:`TerminalBusError` as soon as
-    librdkafka reports it; no answer within ``timeout`` is a :class:`TransientBusError`.
+    librdkafka reports it; every broker refusing connections for ``down_timeout``
+    seconds, or no answer within ``timeout``, is a :class:`TransientBusError`.
     """
     wanted = [
         NewTopic(name, partitions, replication_factor, config=dict(config or {})) for name in names
@@ -140,10 +150,12 @@ def create_topics(
                     "check kafka.security_protocol and the SASL/TLS settings",
                     code=err.name(),
                 )
-            if time.monotonic() > deadline:
+            down = errors.down_for() > down_timeout
+            if down or time.monotonic() > deadline:
                 last = f" (last error: {errors.last.str()})" if errors.last is not None else ""
+                waited = down_timeout if down else timeout
                 raise TransientBusError(
-                    f"Kafka at {bootstrap} did not answer within {timeout:.0f}s while creating "
+                    f"Kafka at {bootstrap} did not answer within {waited:.0f}s while creating "
                     f"topic {name}{last}: is it running and reachable (kafka.bootstrap_servers, "
                     "security settings)? `dataplump kafka status -c FILE` checks it",
                     code="_TIMED_OUT",
