@@ -26,9 +26,8 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -50,10 +49,10 @@ from dataplump.bus.records import (
 from dataplump.bus.schemas import HEADER_SCHEMA, SchemaRegistry
 from dataplump.config import PipelineConfig
 from dataplump.contracts import BatchRejectedError, CheckResult, Contract
-from dataplump.errors import DataPlumpError, TransientError
+from dataplump.errors import TransientError
 from dataplump.notify.events import error_alert, produce_alert, records_alert
 from dataplump.pipeline import topics
-from dataplump.pipeline.runs import produce_run
+from dataplump.pipeline.runs import StageCounts, new_run_id, record_run
 from dataplump.pipeline.state import ensure_state_topics, read_state, write_state
 from dataplump.sources import Source, Watermark, open_source
 
@@ -65,28 +64,20 @@ MAX_ATTEMPTS = 5
 
 
 @dataclass
-class TableCounts:
+class TableCounts(StageCounts):
     """What one table's extraction did in this run (live while it runs)."""
 
-    table: str
     read: int = 0
     valid: int = 0
     invalid: int = 0
-    batches: int = 0
     retries: int = 0
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
     watermark: str | None = None
     resume: Watermark | None = None
     """Where the next read starts: the last committed watermark."""
 
     @property
-    def seconds(self) -> float:
-        return (self.finished or time.monotonic()) - self.started
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.read / self.seconds if self.seconds > 0 else 0.0
+    def rows(self) -> int:
+        return self.read
 
 
 Progress = Callable[[TableCounts], None]
@@ -105,7 +96,7 @@ class Extractor:
     ) -> None:
         self.config = config
         self.bootstrap = bootstrap
-        self.run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+        self.run_id = run_id or new_run_id()
         self.on_progress = on_progress or (lambda _counts: None)
         self._client = config.kafka.client_config(bootstrap)
         self._client.pop("bootstrap.servers")
@@ -161,23 +152,19 @@ class Extractor:
     def _report_run(
         self, done: list[TableCounts], seconds: float, error: BaseException | None
     ) -> None:
-        try:
-            producer = Producer(self.bootstrap, extra=self._client)
-            produce_run(
-                producer,
-                self.config.name,
-                stage=STAGE,
-                run_id=self.run_id,
-                counts={
-                    c.table: {"read": c.read, "valid": c.valid, "invalid": c.invalid} for c in done
-                },
-                rows=sum(c.read for c in done),
-                seconds=seconds,
-                error=error,
-            )
-            producer.flush(10)
-        except DataPlumpError as exc:  # the run's own outcome matters more
-            log.warning("could not record the run on %s: %s", topics.runs(self.config.name), exc)
+        record_run(
+            self.bootstrap,
+            self._client,
+            self.config.name,
+            stage=STAGE,
+            run_id=self.run_id,
+            counts={
+                c.table: {"read": c.read, "valid": c.valid, "invalid": c.invalid} for c in done
+            },
+            rows=sum(c.read for c in done),
+            seconds=seconds,
+            error=error,
+        )
 
     def extract_table(self, table: str) -> TableCounts:
         """Extract one table from its stored watermark up to the current end of the source."""

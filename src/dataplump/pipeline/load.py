@@ -24,11 +24,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -36,7 +34,6 @@ import pyarrow as pa
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from dataplump.bus.kafka import (
-    Producer,
     consume_batch,
     consumer,
     create_topics,
@@ -51,7 +48,7 @@ from dataplump.errors import TerminalError, TransientError
 from dataplump.notify.errors import MalformedAlertError
 from dataplump.notify.events import decode
 from dataplump.pipeline import topics
-from dataplump.pipeline.runs import RUN_SCHEMA, produce_run
+from dataplump.pipeline.runs import RUN_SCHEMA, StageCounts, new_run_id, record_run
 from dataplump.sinks import LINEAGE_COLUMNS, OFFSET, PARTITION, TOPIC, Sink, SinkTarget, open_sink
 
 log = logging.getLogger(__name__)
@@ -73,27 +70,19 @@ class LoadError(TerminalError):
 
 
 @dataclass
-class LoadCounts:
+class LoadCounts(StageCounts):
     """What one curated or ops table's loading did in this run (live while it runs)."""
 
-    table: str
     consumed: int = 0
     """Records read."""
     loaded: dict[str, int] = field(default_factory=dict)
     """Rows committed, by sink."""
     skipped: int = 0
     """Rows a sink already held (a batch seen again after a crash)."""
-    batches: int = 0
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
 
     @property
-    def seconds(self) -> float:
-        return (self.finished or time.monotonic()) - self.started
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.consumed / self.seconds if self.seconds > 0 else 0.0
+    def rows(self) -> int:
+        return self.consumed
 
 
 Progress = Callable[[LoadCounts], None]
@@ -117,7 +106,7 @@ class Loader:
         self.config = config
         self.bootstrap = bootstrap
         self.tables = list(tables or config.tables)
-        self.run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+        self.run_id = run_id or new_run_id()
         self.on_progress = on_progress or (lambda _counts: None)
         self.max_records = max_records
         self.poll_timeout = poll_timeout
@@ -348,26 +337,20 @@ class Loader:
 
     def _report_run(self, error: BaseException | None) -> None:
         """One record of this run on ``<pipeline>.runs`` (loaded into ``_runs`` next time)."""
-        try:
-            producer = Producer(self.bootstrap, extra=self._client)
-            produce_run(
-                producer,
-                self.config.name,
-                stage=STAGE,
-                run_id=self.run_id,
-                counts={
-                    t: {"consumed": c.consumed, "loaded": c.loaded, "skipped": c.skipped}
-                    for t, c in self.counts.items()
-                },
-                rows=sum(c.consumed for c in self.counts.values()),
-                seconds=max((c.seconds for c in self.counts.values()), default=0.0),
-                error=error,
-            )
-            producer.flush(10)
-        except Exception as exc:
-            log.warning(
-                "could not record the load run on %s: %s", topics.runs(self.config.name), exc
-            )
+        record_run(
+            self.bootstrap,
+            self._client,
+            self.config.name,
+            stage=STAGE,
+            run_id=self.run_id,
+            counts={
+                t: {"consumed": c.consumed, "loaded": c.loaded, "skipped": c.skipped}
+                for t, c in self.counts.items()
+            },
+            rows=sum(c.consumed for c in self.counts.values()),
+            seconds=max((c.seconds for c in self.counts.values()), default=0.0),
+            error=error,
+        )
 
 
 def _headers(message: Message) -> dict[str, bytes]:

@@ -7,6 +7,10 @@ reports show as "last run"). A record is JSON with the fields of :data:`RUN_SCHE
 
 from __future__ import annotations
 
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,8 +18,11 @@ import orjson
 import pyarrow as pa
 
 from dataplump.bus.kafka import Producer
+from dataplump.errors import DataPlumpError
 from dataplump.notify.events import redact
 from dataplump.pipeline import topics
+
+log = logging.getLogger(__name__)
 
 RUN_SCHEMA = pa.schema(
     [
@@ -32,6 +39,34 @@ RUN_SCHEMA = pa.schema(
         ("error", pa.string()),
     ]
 )
+
+
+def new_run_id() -> str:
+    """A stage run's id: its UTC start time and a random suffix (``20261126T170208Z-1a2b3c``)."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+
+
+@dataclass
+class StageCounts:
+    """What a stage did for one table in this run (live while it runs)."""
+
+    table: str
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    @property
+    def rows(self) -> int:
+        """The records the stage took in (what rows/s counts)."""
+        raise NotImplementedError
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
 
 
 def run_record(
@@ -70,3 +105,14 @@ def produce_run(producer: Producer, pipeline: str, **fields: Any) -> None:
         orjson.dumps(record, option=orjson.OPT_UTC_Z),
         key=f"{record['stage']}:{record['run_id']}".encode(),
     )
+
+
+def record_run(bootstrap: str, extra: dict[str, Any], pipeline: str, **fields: Any) -> None:
+    """Write the run record with a producer of its own; a failure is only logged (the
+    run's own outcome matters more)."""
+    try:
+        producer = Producer(bootstrap, extra=extra)
+        produce_run(producer, pipeline, **fields)
+        producer.flush(10)
+    except DataPlumpError as exc:
+        log.warning("could not record the run on %s: %s", topics.runs(pipeline), exc)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -66,7 +65,7 @@ from dataplump.engine import ReferenceTables, StepFailed, TableTransform
 from dataplump.errors import DataPlumpError, TransientError
 from dataplump.notify.events import error_alert, produce_alert, records_alert
 from dataplump.pipeline import topics
-from dataplump.pipeline.runs import produce_run
+from dataplump.pipeline.runs import StageCounts, new_run_id, produce_run
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +86,9 @@ coordinator is busy with a rebalance) before it gives up with the error."""
 
 
 @dataclass
-class TransformCounts:
+class TransformCounts(StageCounts):
     """What one table's transformation did in this run (live while it runs)."""
 
-    table: str
     consumed: int = 0
     """Active records read."""
     processed: int = 0
@@ -99,20 +97,13 @@ class TransformCounts:
     """Records written to the failed store."""
     filtered: dict[str, int] = field(default_factory=dict)
     """Input rows a step removed on purpose (``drop_null``, ``dedupe``, a SQL filter), by step."""
-    batches: int = 0
     failed_batches: int = 0
     """Batches a step failed as a whole."""
     retries: int = 0
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
 
     @property
-    def seconds(self) -> float:
-        return (self.finished or time.monotonic()) - self.started
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.consumed / self.seconds if self.seconds > 0 else 0.0
+    def rows(self) -> int:
+        return self.consumed
 
     def add(self, other: TransformCounts) -> None:
         """Add the counts of one committed transaction."""
@@ -158,7 +149,7 @@ class Transformer:
         self.bootstrap = bootstrap
         self.tables = list(tables or config.tables)
         self.slot = slot
-        self.run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+        self.run_id = run_id or new_run_id()
         self.on_progress = on_progress or (lambda _counts: None)
         self.max_records = max_records
         self.poll_timeout = poll_timeout
