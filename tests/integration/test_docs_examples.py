@@ -57,7 +57,7 @@ def test_extract_transform_load_examples(tmp_path: Path) -> None:
         assert load.returncode == 0, load.stderr
         assert re.search(r"orders\s+1\s+lake 1\s+0", load.stdout), load.stdout
         assert re.search(r"_dlq\s+2\s+lake 2", load.stdout), load.stdout
-        assert 'country: [["NO"]]' in load.stdout, load.stdout
+        assert re.search(r"│ 1\s+┆ NO\s+┆", load.stdout), load.stdout
         assert "WRITE" in load.stdout
     finally:
         run("dataplump kafka down -c dataplump.yaml", tmp_path, port)
