@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -425,3 +426,87 @@ def _not_settled(exc: BaseException) -> bool:
         KafkaError.NOT_LEADER_FOR_PARTITION,
         KafkaError._UNKNOWN_PARTITION,
     )
+
+
+def existing_topics(
+    bootstrap: str, *, extra: Mapping[str, str] | None = None, timeout: float = 10.0
+) -> set[str]:
+    """Names of the topics the cluster has now."""
+    probe = consumer(bootstrap, f"dataplump-probe-{uuid.uuid4().hex}", extra=extra)
+    try:
+        return set(probe.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:
+        raise wrap_kafka_error(exc, "listing the topics") from None
+    finally:
+        probe.close()
+
+
+def group_offsets(
+    bootstrap: str,
+    group_id: str,
+    partitions: Iterable[tuple[str, int]],
+    *,
+    extra: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+) -> dict[tuple[str, int], int]:
+    """The offsets group ``group_id`` committed on ``partitions`` (absent: never committed)."""
+    wanted = [TopicPartition(topic, p) for topic, p in partitions]
+    if not wanted:
+        return {}
+    probe = consumer(bootstrap, group_id, extra=extra)
+    try:
+        committed = probe.committed(wanted, timeout=timeout)
+    except KafkaException as exc:
+        raise wrap_kafka_error(exc, f"reading the offsets of group {group_id}") from None
+    finally:
+        probe.close()
+    return {(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset >= 0}
+
+
+def count_records(
+    bootstrap: str,
+    ranges: Mapping[tuple[str, int], tuple[int, int]],
+    *,
+    classify: Callable[[Message], str] = lambda _message: "",
+    extra: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> Counter[str]:
+    """Committed records in each ``(start, end)`` offset range, by ``classify(record)``.
+
+    Offsets are not a count: commit and abort markers and aborted records take offsets
+    too, so the records are read (read_committed) to count them exactly. Records of a
+    transaction still open are not counted (a partition is done at its last stable offset).
+    """
+    todo = {key: span for key, span in ranges.items() if span[0] < span[1]}
+    counts: Counter[str] = Counter()
+    if not todo:
+        return counts
+    reader = consumer(
+        bootstrap,
+        f"dataplump-counter-{uuid.uuid4().hex}",
+        extra={**(extra or {}), "enable.partition.eof": "true"},
+    )
+    try:
+        reader.assign([TopicPartition(t, p, start) for (t, p), (start, _) in todo.items()])
+        deadline = time.monotonic() + timeout
+        while todo:
+            if time.monotonic() > deadline:
+                raise TransientBusError(f"counting records took over {timeout:.0f}s")
+            for message in reader.consume(10_000, 0.5):
+                key = (str(message.topic()), int(message.partition() or 0))
+                error = message.error()
+                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                    todo.pop(key, None)  # the last stable offset: nothing more committed
+                elif error is not None:
+                    raise wrap_kafka_error(error, f"counting records of {key[0]}")
+                elif key in todo and int(message.offset() or 0) < todo[key][1]:
+                    counts[classify(message)] += 1
+            positions = reader.position([TopicPartition(t, p) for t, p in todo])
+            for tp in positions:
+                if tp.offset >= todo[(tp.topic, tp.partition)][1]:
+                    del todo[(tp.topic, tp.partition)]
+    except KafkaException as exc:
+        raise wrap_kafka_error(exc, "counting records") from None
+    finally:
+        reader.close()
+    return counts

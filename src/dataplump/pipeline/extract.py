@@ -27,7 +27,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -61,6 +61,7 @@ T = TypeVar("T")
 
 STAGE = "extract"
 MAX_ATTEMPTS = 5
+EMPTY_TOTALS = {"read": 0, "valid": 0, "invalid": 0}
 
 
 @dataclass
@@ -74,6 +75,9 @@ class TableCounts(StageCounts):
     watermark: str | None = None
     resume: Watermark | None = None
     """Where the next read starts: the last committed watermark."""
+    totals: dict[str, int] = field(default_factory=dict)
+    """Rows read, valid and invalid over every run of the table, as last committed (kept in
+    the table's extract state, in the same transaction as the rows: the ledger's source)."""
 
     @property
     def rows(self) -> int:
@@ -182,6 +186,7 @@ class Extractor:
         state_topic = topics.extract_state(self.config.name, table)
         stored = read_state(self.bootstrap, state_topic, extra=self._client).get(table)
         counts.resume = _resume_point(config.mode, stored)
+        counts.totals = dict((stored or {}).get("totals") or EMPTY_TOTALS)
         with open_source(self.config.source, table, config) as source:
             attempt = 1
             while True:
@@ -229,22 +234,35 @@ class Extractor:
                     )
             if read.watermark is not None and read.watermark != since:  # a capped watermark
                 with producer.transaction():
-                    self._write_watermark(producer, source, read.watermark, complete=False)
+                    self._write_watermark(
+                        producer, source, read.watermark, complete=False, totals=counts.totals
+                    )
                 since = counts.resume = read.watermark
             # Checking and encoding (DuckDB, Polars: no GIL) run in the reader thread, so
             # they overlap with producing the previous batch here.
             checked_batches = (_check(source, contract, batch) for batch in read)
             for checked in _prefetch(checked_batches):
+                read_now, invalid_now = len(checked.keys), len(checked.rejects)
+                totals = {
+                    "read": counts.totals["read"] + read_now,
+                    "valid": counts.totals["valid"] + read_now - invalid_now,
+                    "invalid": counts.totals["invalid"] + invalid_now,
+                }
                 with producer.transaction():
                     self._produce_checked(producer, source, contract, checked, counts)
-                    self._write_watermark(producer, source, checked.watermark, complete=False)
+                    self._write_watermark(
+                        producer, source, checked.watermark, complete=False, totals=totals
+                    )
                 since = counts.resume = checked.watermark
+                counts.totals = totals
                 counts.batches += 1
                 counts.watermark = str(since)
                 self.on_progress(counts)
             if source.config.mode == "full":
                 with producer.transaction():
-                    self._write_watermark(producer, source, since, complete=True)
+                    self._write_watermark(
+                        producer, source, since, complete=True, totals=counts.totals
+                    )
 
     def _produce_checked(
         self,
@@ -312,7 +330,13 @@ class Extractor:
         return f"{schema}.{table}" if schema else table
 
     def _write_watermark(
-        self, producer: Producer, source: Source, watermark: Watermark | None, *, complete: bool
+        self,
+        producer: Producer,
+        source: Source,
+        watermark: Watermark | None,
+        *,
+        complete: bool,
+        totals: dict[str, int],
     ) -> None:
         write_state(
             producer,
@@ -324,6 +348,7 @@ class Extractor:
                 "complete": complete,
                 "run": self.run_id,
                 "at": datetime.now(UTC).isoformat(),
+                "totals": totals,
             },
         )
 

@@ -38,6 +38,13 @@ def extract_state(pipeline: str, table: str) -> str:
     return f"{pipeline}.{table}.extract-state"
 
 
+def transform_state(pipeline: str) -> str:
+    """Compacted topic of the transformation's totals, keyed ``<table>@<slot>``: what each
+    worker slot consumed, processed, failed and filtered over every run (the ledger's
+    source, written in the slot's transactions)."""
+    return f"{pipeline}.transform-state"
+
+
 def schemas(pipeline: str) -> str:
     """Compacted topic of the Arrow schemas of the pipeline's records, keyed by schema id."""
     return f"{pipeline}.schemas"

@@ -66,6 +66,7 @@ from dataplump.errors import DataPlumpError, TransientError
 from dataplump.notify.events import error_alert, produce_alert, records_alert
 from dataplump.pipeline import topics
 from dataplump.pipeline.runs import StageCounts, new_run_id, produce_run
+from dataplump.pipeline.state import ensure_state_topics, read_state, write_state
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,33 @@ class TransformCounts(StageCounts):
             self.filtered[step] = self.filtered.get(step, 0) + n
         self.batches += other.batches
         self.failed_batches += other.failed_batches
+
+    def totals(self) -> dict[str, Any]:
+        """The counts kept in ``<pipeline>.transform-state`` (what the ledger adds up)."""
+        return {
+            "consumed": self.consumed,
+            "processed": self.processed,
+            "failed": self.failed,
+            "filtered": dict(self.filtered),
+            "failed_batches": self.failed_batches,
+        }
+
+    @classmethod
+    def from_totals(cls, table: str, totals: dict[str, Any] | None) -> TransformCounts:
+        totals = totals or {}
+        return cls(
+            table,
+            consumed=int(totals.get("consumed", 0)),
+            processed=int(totals.get("processed", 0)),
+            failed=int(totals.get("failed", 0)),
+            filtered={k: int(v) for k, v in (totals.get("filtered") or {}).items()},
+            failed_batches=int(totals.get("failed_batches", 0)),
+        )
+
+
+def totals_key(table: str, slot: int) -> str:
+    """Key of a slot's totals of ``table`` in ``<pipeline>.transform-state``."""
+    return f"{table}@{slot}"
 
 
 Progress = Callable[[TransformCounts], None]
@@ -169,6 +197,9 @@ class Transformer:
         """Lineage headers of the records of the batch being transformed, by id()."""
         self._table_of = {topics.active(config.name, table): table for table in self.tables}
         self._once_failing_since: float | None = None
+        self._state_topic = topics.transform_state(config.name)
+        self._totals: dict[str, TransformCounts] = {}
+        """Every table's totals over all runs of this slot, as last committed."""
 
     def prepare(self) -> None:
         """Create the stage's topics where missing (partitions and replication from config)."""
@@ -188,6 +219,12 @@ class Transformer:
             extra=self._client,
         )
         self.schemas.ensure_topic(replication_factor=topic.replication_factor)
+        ensure_state_topics(
+            self.bootstrap,
+            [self._state_topic],
+            replication_factor=topic.replication_factor,
+            extra=self._client,
+        )
 
     def run(
         self, *, once: bool = False, stop: threading.Event | None = None
@@ -200,6 +237,13 @@ class Transformer:
         producer = Producer(
             self.bootstrap, transactional_id=self.transactional_id, extra=self._client
         )
+        # After the producer: its init_transactions fenced this slot's predecessor, so
+        # these totals are the last it committed.
+        stored = read_state(self.bootstrap, self._state_topic, extra=self._client)
+        self._totals = {
+            table: TransformCounts.from_totals(table, stored.get(totals_key(table, self.slot)))
+            for table in self.tables
+        }
         client = consumer(self.bootstrap, self.group_id, extra={**CONSUMER, **self._client})
         started = time.monotonic()
         error: BaseException | None = None
@@ -278,15 +322,22 @@ class Transformer:
         for message in messages:
             by_table[self._table_of[str(message.topic())]].append(message)
         deltas = []
+        totals = {}
         producer.begin()
         try:
             for table, batch in by_table.items():
-                deltas.append(self._transform(producer, table, batch))
+                delta = self._transform(producer, table, batch)
+                deltas.append(delta)
+                totals[table] = TransformCounts.from_totals(table, self._totals[table].totals())
+                totals[table].add(delta)
+                key = totals_key(table, self.slot)
+                write_state(producer, self._state_topic, key, totals[table].totals())
             producer.send_offsets(client, _positions(client))
         except BaseException:
             producer.abort()
             raise
         producer.commit()
+        self._totals.update(totals)
         for delta in deltas:
             counts = self.counts[delta.table]
             counts.add(delta)
