@@ -16,6 +16,8 @@ from dataplump.cli import (
     lake_cmd,
     load_cmd,
     notify_cmd,
+    run_cmd,
+    status_cmd,
     transform_cmd,
 )
 
@@ -33,6 +35,8 @@ app.command("transform")(transform_cmd.transform)
 app.command("load")(load_cmd.load)
 app.add_typer(lake_cmd.app, name="lake")
 app.add_typer(notify_cmd.app, name="notify")
+app.command("run")(run_cmd.run)
+app.command("status")(status_cmd.status)
 
 
 def _print_version(value: bool) -> None:

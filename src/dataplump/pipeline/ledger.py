@@ -146,6 +146,33 @@ def read_ledger(
     return ledgers
 
 
+def consumer_lag(
+    config: PipelineConfig, bootstrap: str, tables: list[str] | None = None
+) -> dict[str, dict[str, int]]:
+    """Per table, how far the transformation (on ``.active``) and the loader (on
+    ``.processed``) are behind the log end, in offsets (commit markers included)."""
+    client = config.kafka.client_config(bootstrap)
+    client.pop("bootstrap.servers")
+    present = existing_topics(bootstrap, extra=client)
+    name = config.name
+    lag: dict[str, dict[str, int]] = {}
+    for stage, group, topic_of in (
+        ("transform", topics.transform_group(name), topics.active),
+        ("load", topics.load_group(name), topics.processed),
+    ):
+        of_topic = {topic_of(name, t): t for t in tables or config.tables}
+        wanted = [topic for topic in of_topic if topic in present]
+        if not wanted:
+            continue
+        bounds = log_bounds(bootstrap, wanted, extra=client)
+        done = group_offsets(bootstrap, group, bounds, extra=client)
+        for (topic, partition), (low, end) in bounds.items():
+            behind = end - max(done.get((topic, partition), low), low)
+            per_table = lag.setdefault(of_topic[topic], {})
+            per_table[stage] = per_table.get(stage, 0) + behind
+    return lag
+
+
 def _add_transform(ledger: TableLedger, totals: dict[str, Any]) -> None:
     ledger.consumed += int(totals.get("consumed", 0))
     ledger.processed += int(totals.get("processed", 0))
@@ -197,4 +224,4 @@ def _failed_table(value: bytes | None) -> str:
         return ""
 
 
-__all__ = ["SinkRows", "TableLedger", "read_ledger"]
+__all__ = ["SinkRows", "TableLedger", "consumer_lag", "read_ledger"]

@@ -1,0 +1,260 @@
+"""``dataplump run``: extract, transform, load and notify together, supervised."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import defaultdict
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from dataplump.cli.options import ConfigOption
+from dataplump.cli.output import console, fail
+from dataplump.config import PipelineConfig, load_config
+from dataplump.errors import DataPlumpError
+from dataplump.pipeline.cluster import bootstrap_for
+from dataplump.pipeline.supervisor import Event, StageFailedError, Supervisor
+
+PLAIN_EVERY = 10.0
+"""Seconds between progress lines when the output is not a terminal."""
+
+FIELDS = {
+    "extract": {"read": "read", "valid": "valid", "invalid": "invalid"},
+    "transform": {"processed": "transformed", "failed": "failed"},
+    "load": {"loaded": "loaded"},
+}
+"""Counts of each stage shown per table: stage's field -> column."""
+COLUMNS = ("read", "valid", "invalid", "transformed", "failed", "loaded")
+
+
+class Tally:
+    """What the stages of this run did, per table, over restarts."""
+
+    def __init__(self, tables: list[str]) -> None:
+        self.tables = tables
+        self.latest: dict[tuple[str, str], dict[str, int]] = {}
+        """The counts of the running process of a stage, by (stage, table)."""
+        self.carried: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+        """The counts of the stage's earlier processes (before a restart)."""
+        self.started = time.monotonic()
+
+    def progress(self, stage: str, counts: dict[str, Any]) -> None:
+        table = str(counts.get("table"))
+        if table not in self.tables or stage not in FIELDS:
+            return
+        values = {}
+        for name, column in FIELDS[stage].items():
+            value = counts.get(name, 0)
+            # `loaded` is by sink: a row counts once it is in every sink
+            values[column] = min(value.values(), default=0) if isinstance(value, dict) else value
+        self.latest[(stage, table)] = values
+
+    def restarted(self, stage: str) -> None:
+        for (s, table), values in list(self.latest.items()):
+            if s == stage:
+                carried = self.carried[(s, table)]
+                for column, n in values.items():
+                    carried[column] = carried.get(column, 0) + n
+                del self.latest[(s, table)]
+
+    def row(self, table: str) -> dict[str, int]:
+        row = dict.fromkeys(COLUMNS, 0)
+        for source in (self.latest, self.carried):
+            for (_, t), values in source.items():
+                if t == table:
+                    for column, n in values.items():
+                        row[column] += n
+        return row
+
+
+def _view(tally: Tally, supervisor: Supervisor, lag: dict[str, dict[str, int]]) -> Table:
+    seconds = max(time.monotonic() - tally.started, 1e-9)
+    states = "  ".join(
+        f"{s.name} [{_style(s.status)}]{s.status}[/]" for s in supervisor.states.values()
+    )
+    view = Table(title=f"running — {states}", title_justify="left", box=None, padding=(0, 2))
+    for name in ("table", *COLUMNS, "rows/s", "lag"):
+        view.add_column(name, justify="left" if name == "table" else "right")
+    for table in tally.tables:
+        row = tally.row(table)
+        lags = lag.get(table, {})
+        view.add_row(
+            table,
+            *(
+                f"[red]{row[c]:,}[/]" if c in ("invalid", "failed") and row[c] else f"{row[c]:,}"
+                for c in COLUMNS
+            ),
+            f"{row['read'] / seconds:,.0f}",
+            " ".join(f"{stage} {n:,}" for stage, n in lags.items()) or "-",
+        )
+    return view
+
+
+def _style(status: str) -> str:
+    return {"running": "green", "done": "green", "restarting": "yellow"}.get(status, "red")
+
+
+def _plain(tally: Tally, supervisor: Supervisor) -> str:
+    parts = [f"{s.name}={s.status}" for s in supervisor.states.values()]
+    for table in tally.tables:
+        row = tally.row(table)
+        parts.append(f"{table}: " + " ".join(f"{c} {row[c]:,}" for c in COLUMNS))
+    return "; ".join(parts)
+
+
+def _ledger_view(ledgers: dict[str, Any]) -> Table:
+    view = Table(title="ledger (every run)", title_justify="left", box=None, padding=(0, 2))
+    columns = ("table", "read", "dead-letter", "failed", "filtered", "loaded", "in flight", "gap")
+    for name in columns:
+        view.add_column(name, justify="left" if name == "table" else "right")
+    for ledger in ledgers.values():
+        view.add_row(
+            ledger.table,
+            f"{ledger.read:,}",
+            f"{ledger.in_dlq:,}",
+            f"{ledger.in_failed:,}",
+            f"{ledger.filtered_total:,}",
+            f"{ledger.loaded:,}",
+            f"{ledger.in_flight_total:,}",
+            f"[red]{ledger.gap:,}[/]" if ledger.gap else "[green]0[/]",
+        )
+    return view
+
+
+def run(
+    config: Path = ConfigOption,
+    once: bool = typer.Option(
+        False,
+        "--once",
+        help="Drain the source to its current end through every stage, check the ledger,"
+        " print the summary and exit (1 if any row is unaccounted for).",
+    ),
+) -> None:
+    """Run the whole pipeline: extract, transform, load and notify, each in its own process.
+
+    A stage that crashes or is killed is reported and restarted with a growing backoff
+    (1 s up to 60 s); every stage resumes from its last commit, so nothing is lost or
+    doubled. Without `kafka.bootstrap_servers` the managed local broker is started first.
+    Ctrl-C (or SIGTERM) stops after the current batches; a second Ctrl-C stops at once.
+
+    With `--once` the stages run one after the other, each to the end of its input, then
+    the row-accounting ledger is read: every row read must be in the curated table, the
+    dead-letter or failed ops tables, or filtered by a step on purpose.
+
+    Example: `dataplump run -c dataplump.yaml --once`
+    """
+    try:
+        pipeline = load_config(config)
+        bootstrap = bootstrap_for(pipeline, say=console.print)
+    except DataPlumpError as exc:
+        fail(str(exc))
+    tables = list(pipeline.tables)
+    tally = Tally(tables)
+    lag: dict[str, dict[str, int]] = {}
+    live: Live | None = None
+    plain_at = [time.monotonic()]
+
+    def on_event(event: Event) -> None:
+        kind, stage, payload = event
+        if kind == "progress":
+            tally.progress(stage, payload)
+        elif kind == "error":
+            console.print(f"[red]{stage}[/]: {payload}", soft_wrap=True, highlight=False)
+        elif kind == "crash":
+            console.print(f"[red]{stage}[/]: {payload}", soft_wrap=True)
+        elif kind == "restart":
+            error, delay = payload
+            tally.restarted(stage)
+            if not once:
+                reason = f" after: {error}" if error else ""
+                console.print(f"{stage} restarts in {delay:.0f}s{reason}", soft_wrap=True)
+
+    supervisor = Supervisor(config.resolve(), bootstrap, on_event=on_event)
+    lag_at = [0.0]
+
+    def tick() -> None:
+        now = time.monotonic()
+        if not once and now - lag_at[0] > 5:
+            lag_at[0] = now
+            lag.update(_lag(pipeline, bootstrap))
+        if live is not None:
+            live.update(_view(tally, supervisor, lag))
+        elif now - plain_at[0] > PLAIN_EVERY:
+            plain_at[0] = now
+            console.print(_plain(tally, supervisor), soft_wrap=True, highlight=False)
+
+    def on_signal(_sig: int, _frame: FrameType | None) -> None:
+        if supervisor.stopping:
+            raise KeyboardInterrupt
+        supervisor.stop()
+        console.print("stopping after the current batches (Ctrl-C again to stop at once)")
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    console.print(
+        f"running pipeline `{pipeline.name}` ({', '.join(tables)}) on Kafka {bootstrap}"
+        + (" once" if once else ""),
+        highlight=False,
+    )
+    try:
+        if console.is_terminal:
+            live = Live(_view(tally, supervisor, lag), console=console, transient=True)
+            live.start()
+        if once:
+            supervisor.run_once(tick)
+        else:
+            supervisor.run_forever(tick)
+    except KeyboardInterrupt:
+        supervisor.kill()
+        if live is not None:
+            live.stop()
+        console.print("stopped at once; the next run resumes from the last commits")
+        raise typer.Exit(130) from None
+    except StageFailedError as exc:
+        if live is not None:
+            live.stop()
+        fail(str(exc))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if live is not None:
+            live.stop()
+    console.print(_view(tally, supervisor, lag))
+    if supervisor.stopping:
+        console.print("stopped; the next run resumes from the last commits")
+        raise typer.Exit(130)
+    if once:
+        _settle(pipeline, bootstrap)
+
+
+def _settle(pipeline: PipelineConfig, bootstrap: str) -> None:
+    """Print the ledger of every table; exit 1 if a row is unaccounted for."""
+    from dataplump.pipeline.ledger import read_ledger
+
+    try:
+        ledgers = read_ledger(pipeline, bootstrap)
+    except DataPlumpError as exc:
+        fail(f"could not read the ledger: {exc}")
+    console.print(_ledger_view(ledgers))
+    problems = [
+        f"{t}: {lg.gap:,} row(s) unaccounted for" for t, lg in ledgers.items() if lg.gap
+    ] + [
+        f"{t}: {lg.in_flight_total:,} row(s) still in flight ({lg.in_flight})"
+        for t, lg in ledgers.items()
+        if not lg.settled
+    ]
+    if problems:
+        fail("ledger does not balance: " + "; ".join(problems))
+
+
+def _lag(pipeline: PipelineConfig, bootstrap: str) -> dict[str, dict[str, int]]:
+    from dataplump.pipeline.ledger import consumer_lag
+
+    try:
+        return consumer_lag(pipeline, bootstrap)
+    except DataPlumpError:
+        return {}
