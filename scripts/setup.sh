@@ -40,7 +40,11 @@ if [ ! -x "$uv" ] || [ "$("$uv" --version | cut -d' ' -f2)" != "$UV_VERSION" ]; 
   .cache/bootstrap/bin/pip install -q --disable-pip-version-check "uv==$UV_VERSION"
 fi
 step "syncing .venv with uv.lock"
-"$uv" sync --frozen --extra dev --quiet
+# Bytecode is compiled once here: with PYTHONDONTWRITEBYTECODE set (as on our machines)
+# every process would otherwise compile pandas, SQLAlchemy, ... again (~3 s of CPU each,
+# and `run` and the tests start many processes). Both steps skip what is up to date.
+"$uv" sync --frozen --extra dev --quiet --compile-bytecode
+.venv/bin/python -m compileall -q src >/dev/null
 
 # --- 3. Apache Kafka -------------------------------------------------------------
 step "Apache Kafka jars"
