@@ -18,6 +18,7 @@ from dataplump.cli import (
     notify_cmd,
     run_cmd,
     status_cmd,
+    trace_cmd,
     transform_cmd,
 )
 
@@ -37,6 +38,7 @@ app.add_typer(lake_cmd.app, name="lake")
 app.add_typer(notify_cmd.app, name="notify")
 app.command("run")(run_cmd.run)
 app.command("status")(status_cmd.status)
+app.command("trace")(trace_cmd.trace)
 
 
 def _print_version(value: bool) -> None:

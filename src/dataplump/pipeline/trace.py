@@ -1,0 +1,216 @@
+"""The path of one source row through the pipeline, from what the lake and Kafka kept.
+
+Every curated and ops row carries its lineage (``_dp_source``, ``_dp_pk``,
+``_dp_extracted_at``, ``_dp_run`` and the Kafka topic, partition and offset of the record
+it was loaded from), so the path is read back from the tables themselves:
+
+- the source row now (read from the source database by its primary key);
+- each time it was dead-lettered (``_dlq``: the rules it broke), failed (``_failed``:
+  the step and reasons) or replayed (``_replays``);
+- the curated row in each sink, and for Delta the table version whose commit holds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from dataplump.config import PipelineConfig
+from dataplump.errors import ConfigError, DataPlumpError
+from dataplump.sinks.read import read_table
+
+LINEAGE = ["_dp_run", "_dp_extracted_at", "_dp_topic", "_dp_partition", "_dp_offset"]
+
+
+@dataclass
+class Step:
+    """One thing that happened to the row."""
+
+    at: datetime | None
+    stage: str
+    """`extract`, `dead-letter`, `failed`, `replayed` or `loaded`."""
+    what: str
+    where: str
+    """The Kafka record (topic[partition]@offset) or the table and version."""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Trace:
+    table: str
+    key: dict[str, str]
+    source_row: dict[str, Any] | None
+    steps: list[Step]
+
+    @property
+    def found(self) -> bool:
+        return bool(self.steps)
+
+
+def parse_key(config: PipelineConfig, table: str, values: list[str]) -> dict[str, str]:
+    """``--key`` values as {column: text}: ``VALUE`` for a one-column key, or
+    ``column=value`` for each column of a composite key."""
+    primary_key = list(config.tables[table].primary_key)
+    if len(values) == 1 and "=" not in values[0] and len(primary_key) == 1:
+        return {primary_key[0]: values[0]}
+    pairs = dict(v.split("=", 1) for v in values if "=" in v)
+    if sorted(pairs) != sorted(primary_key) or len(pairs) != len(values):
+        raise ConfigError(
+            f"table `{table}` has the primary key ({', '.join(primary_key)}); give"
+            + (
+                " its value: --key VALUE"
+                if len(primary_key) == 1
+                else " every column: " + " ".join(f"--key {c}=VALUE" for c in primary_key)
+            )
+        )
+    return pairs
+
+
+def trace(config: PipelineConfig, table: str, key: dict[str, str]) -> Trace:
+    """Everything the pipeline kept about the row of ``table`` with primary key ``key``."""
+    steps: list[Step] = []
+    _, ops = config.ops_sink
+    dlq = _matching(read_table(ops, "_dlq"), "key", key).filter(pl.col("table") == table)
+    for row in dlq.iter_rows(named=True):
+        steps.append(_extracted(row))
+        steps.append(
+            Step(
+                row.get("kafka_timestamp"),
+                "dead-letter",
+                f"broke {row.get('rules')}: {row.get('message')}",
+                _record(row),
+                {"contract": row.get("contract"), "reasons": row.get("reasons")},
+            )
+        )
+    failed = _matching(read_table(ops, "_failed"), "key", key).filter(pl.col("table") == table)
+    for row in failed.iter_rows(named=True):
+        steps.append(_extracted(row))
+        steps.append(
+            Step(
+                row.get("kafka_timestamp"),
+                "failed",
+                f"step {row.get('step')} failed it ({row.get('rules')}): {row.get('message')}",
+                _record(row),
+                {"reasons": row.get("reasons")},
+            )
+        )
+    replays = _matching(read_table(ops, "_replays"), "key", key)
+    if replays.width:
+        for row in replays.filter(pl.col("table") == table).iter_rows(named=True):
+            steps.append(
+                Step(
+                    row.get("replayed_at"),
+                    "replayed",
+                    f"replayed from {row.get('kind')} into {row.get('to_topic')}",
+                    f"{row.get('from_topic')}[{row.get('from_partition')}]@{row.get('from_offset')}",
+                )
+            )
+    for sink_name, sink in config.sinks_of(table).items():
+        rows = _matching(read_table(sink, table), "_dp_pk", key)
+        for row in rows.iter_rows(named=True):
+            steps.append(_extracted(row))
+            version, committed = (
+                _delta_version(sink, table, row) if sink.kind == "delta" else (None, None)
+            )
+            at = f", version {version}" if version is not None else ""
+            data = {k: v for k, v in row.items() if not k.startswith("_dp_")}
+            steps.append(
+                Step(
+                    committed,
+                    "loaded",
+                    f"curated row in sink `{sink_name}` ({sink.kind}) table `{table}`{at}",
+                    _record(row),
+                    {"row": data, "version": version},
+                )
+            )
+    unique = {(s.stage, s.where, s.what): s for s in steps}
+    ordered = sorted(unique.values(), key=lambda s: (s.at is None, s.at or datetime.min))
+    return Trace(table, key, _source_row(config, table, key), ordered)
+
+
+def _matching(frame: pl.DataFrame, column: str, key: dict[str, str]) -> pl.DataFrame:
+    if column not in frame.columns:
+        return frame.clear() if frame.width else frame
+    condition = pl.lit(True)
+    for name, value in key.items():
+        field = pl.col(column).str.json_path_match(f"$.{name}")
+        condition = condition & (field == value)
+    return frame.filter(condition)
+
+
+def _record(row: dict[str, Any]) -> str:
+    return f"{row.get('_dp_topic')}[{row.get('_dp_partition')}]@{row.get('_dp_offset')}"
+
+
+def _extracted(row: dict[str, Any]) -> Step:
+    at = row.get("_dp_extracted_at")
+    return Step(
+        at,
+        "extract",
+        f"read from {row.get('_dp_source')} by run {row.get('_dp_run')}",
+        "source",
+    )
+
+
+def _delta_version(
+    sink: Any, table: str, row: dict[str, Any]
+) -> tuple[int | None, datetime | None]:
+    """The first table version whose commit holds the row's Kafka offset (binary search
+    over versions on the Delta application transaction of its topic-partition), and
+    when it was committed."""
+    from deltalake import DeltaTable
+
+    from dataplump.sinks._lake import app_id, table_dir
+
+    path = str(table_dir(sink.path, table))
+    ident = app_id(str(row["_dp_topic"]), int(row["_dp_partition"]))
+    offset = int(row["_dp_offset"])
+    try:
+        low, high = 0, DeltaTable(path).version()
+        while low < high:
+            middle = (low + high) // 2
+            stored = DeltaTable(path, version=middle).transaction_version(ident)
+            if stored is not None and stored > offset:
+                high = middle
+            else:
+                low = middle + 1
+        stamp = DeltaTable(path, version=low).history(1)[0]["timestamp"]
+        return low, datetime.fromtimestamp(stamp / 1000, UTC)
+    except Exception:  # an old version vacuumed away: the version is only a detail
+        return None, None
+
+
+def _source_row(config: PipelineConfig, table: str, key: dict[str, str]) -> dict[str, Any] | None:
+    """The row as the source holds it now (None if it is gone)."""
+    from dataplump.sources import open_source
+
+    with open_source(config.source, table, config.tables[table]) as source:
+        url = source.url  # with DataPlump's driver for the backend
+    try:
+        engine = sa.create_engine(url, poolclass=NullPool)
+        with engine.connect() as conn:
+            reflected = sa.Table(
+                table, sa.MetaData(), autoload_with=conn, schema=config.source.db_schema
+            )
+            condition = []
+            for name, text in key.items():
+                column = reflected.c[name]
+                try:
+                    value: Any = column.type.python_type(text)
+                except (NotImplementedError, TypeError, ValueError):
+                    value = text
+                condition.append(column == value)
+            found = conn.execute(sa.select(reflected).where(*condition)).mappings().first()
+        engine.dispose()
+    except (sa.exc.SQLAlchemyError, KeyError) as exc:
+        reason = type(exc).__name__  # its text may hold the URL
+        raise DataPlumpError(f"could not read `{table}` from the source: {reason}") from None
+    return None if found is None else dict(found)
+
+
+__all__ = ["Step", "Trace", "parse_key", "trace"]
