@@ -16,6 +16,7 @@ from dataplump.cli import (
     lake_cmd,
     load_cmd,
     notify_cmd,
+    replay_cmd,
     run_cmd,
     status_cmd,
     trace_cmd,
@@ -39,6 +40,7 @@ app.add_typer(notify_cmd.app, name="notify")
 app.command("run")(run_cmd.run)
 app.command("status")(status_cmd.status)
 app.command("trace")(trace_cmd.trace)
+app.command("replay")(replay_cmd.replay)
 
 
 def _print_version(value: bool) -> None:

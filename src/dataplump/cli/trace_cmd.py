@@ -11,6 +11,7 @@ from dataplump.cli.options import ConfigOption, check_tables
 from dataplump.cli.output import console, fail
 from dataplump.config import load_config
 from dataplump.errors import DataPlumpError
+from dataplump.pipeline.cluster import bootstrap_for
 
 TableArgument = typer.Option(..., "--table", "-t", help="The source table of the row.")
 KeyOption = typer.Option(
@@ -42,7 +43,8 @@ def trace(
     try:
         pipeline = load_config(config)
         check_tables(pipeline, [table], config)
-        found = trace_row(pipeline, table, parse_key(pipeline, table, key))
+        bootstrap = bootstrap_for(pipeline, start=False)
+        found = trace_row(pipeline, table, parse_key(pipeline, table, key), bootstrap)
     except DataPlumpError as exc:
         fail(str(exc))
     if as_json:

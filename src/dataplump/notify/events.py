@@ -52,15 +52,17 @@ MAX_SAMPLE_KEYS = 5
 MAX_TEXT = 500
 """Longest ``message`` (and rule name) kept, in characters; longer text is cut with ``…``."""
 
-AlertKind = Literal["invalid_records", "failed_records", "source_warning", "stage_error"]
+AlertKind = Literal["invalid_records", "failed_records", "source_warning", "stage_error", "cleared"]
 """What happened: rows that broke the contract (kept in the DLQ), rows a transform step
 or the output contract rejected (kept in ``<pipeline>.failed``), a warning from the
-source, or a stage that failed."""
+source, a stage that failed — or ``cleared``: a replay sent every kept record of a table
+back, which resolves the incident of the kind named in ``rule``."""
 ALERT_KINDS: tuple[AlertKind, ...] = (
     "invalid_records",
     "failed_records",
     "source_warning",
     "stage_error",
+    "cleared",
 )
 
 IncidentKey = tuple[str, str | None, str, str, str | None, str]
@@ -308,6 +310,35 @@ def error_alert(
         last_seen=seen,
         run_id=run_id,
         message=message,
+    )
+
+
+def cleared_alert(
+    pipeline: str,
+    table: str,
+    *,
+    stage: str,
+    cleared: Literal["invalid_records", "failed_records"],
+    count: int,
+    run_id: str | None = None,
+) -> AlertEvent:
+    """The event that resolves the ``cleared`` incident of ``table`` at ``stage``: a replay
+    sent its last kept record (``count`` in this replay) back into the flow."""
+    now = _now()
+    where = "dead-letter topic" if cleared == "invalid_records" else "failed store"
+    return AlertEvent(
+        pipeline=pipeline,
+        table=table,
+        stage=stage,
+        kind="cleared",
+        rule=cleared,
+        fingerprint=fingerprint(cleared, pipeline, table, stage),
+        count=count,
+        first_seen=now,
+        last_seen=now,
+        run_id=run_id,
+        message=f"replay {run_id} sent {count} record(s) back; nothing of {table} is left"
+        f" in the {where}",
     )
 
 

@@ -105,6 +105,8 @@ class Incident:
     message: str | None = None
     """The latest event's message."""
     resolved_at: float | None = None
+    cleared_at: float | None = None
+    """When a replay cleared it (a ``cleared`` event): resolved at the next :meth:`due`."""
     notices: int = 0
     """Notifications emitted so far."""
     notified_at: float | None = None
@@ -224,15 +226,18 @@ class Incidents:
         """A deep copy of the state, to persist."""
         return IncidentsState(open=copy.deepcopy(self.open), next_id=self._next_id)
 
-    def observe(self, event: AlertEvent, now: float) -> Incident:
+    def observe(self, event: AlertEvent, now: float) -> Incident | None:
         """Add ``event`` (seen at ``now``) to its open incident, opening one if needed.
 
         Resolving is :meth:`due`'s job: an incident quiet for longer than
         ``resolve_after`` but not yet resolved by it takes the event and stays open.
         The notifier observes a poll's events before calling :meth:`due`, so a backlog
         read after the notifier was down keeps its incidents open instead of resolving
-        them and paging again.
+        them and paging again. A ``cleared`` event opens nothing: it marks the incident
+        it names to be resolved (None if that incident is not open).
         """
+        if event.kind == "cleared":
+            return self._clear(event, now)
         incident = self._open.get(event.key)
         if incident is None:
             incident = Incident(
@@ -253,6 +258,15 @@ class Incidents:
         incident.add(event, now)
         return incident
 
+    def _clear(self, event: AlertEvent, now: float) -> Incident | None:
+        """Mark the incident a ``cleared`` event names (its kind is the event's rule)."""
+        cleared = (event.pipeline, event.table, event.stage, event.rule, None, event.fingerprint)
+        incident = self._open.get(cleared)  # type: ignore[arg-type]
+        if incident is not None:
+            incident.cleared_at = now
+            incident.message = event.message
+        return incident
+
     def due(self, now: float, *, flush: bool = False) -> list[Notification]:
         """The notifications due at ``now``; resolved incidents are closed and forgotten.
 
@@ -261,7 +275,7 @@ class Incidents:
         p = self.policy
         notices: list[Notification] = []
         for key, incident in list(self._open.items()):
-            if now - incident.last_event_at >= p.resolve_after:
+            if incident.cleared_at is not None or now - incident.last_event_at >= p.resolve_after:
                 incident.resolved_at = now
                 notices.append(self._notice(incident, "resolved", now))
                 del self._open[key]

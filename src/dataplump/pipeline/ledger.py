@@ -11,12 +11,14 @@ Where each figure comes from, so that none is taken on trust from the stage it c
   extract state in the same Kafka transaction as the rows (exact after any crash);
 - ``consumed``, ``processed``, ``failed``, ``filtered``: the transformation's totals, in
   ``<pipeline>.transform-state``, in the same transaction as its output;
-- ``in _dlq``, ``in _failed``: rows counted in the ops tables of the lake;
+- ``in _dlq``, ``in _failed``: rows counted in the ops tables of the lake, less the
+  records ``replay`` sent back (counted in ``<pipeline>.replays``, written in the same
+  transaction as the copies: they are in flight or loaded now);
 - ``loaded``: rows counted in the curated table of the table's first sink when it
   appends; in merge mode a later version of a row replaces the earlier one, so there the
   processed records the sink holds are counted (processed minus those not loaded yet);
 - ``in flight``: records the next stage has not committed yet — active records not
-  transformed (``valid - consumed``), and processed, DLQ and failed records beyond the
+  transformed (``valid + replayed - consumed``), and processed, DLQ and failed records beyond the
   loader group's offsets (read and counted: offsets are not a count).
 
 A gap is a row lost or doubled somewhere; ``run --once`` and ``status`` flag it as an
@@ -62,9 +64,11 @@ class TableLedger:
     failed: int = 0
     filtered: dict[str, int] = field(default_factory=dict)
     in_dlq: int = 0
-    """Rows of the table in the ops table ``_dlq``."""
+    """Rows of the table in the ops table ``_dlq``, less those replayed."""
     in_failed: int = 0
-    """Rows of the table in the ops table ``_failed``."""
+    """Rows of the table in the ops table ``_failed``, less those replayed."""
+    replayed: dict[str, int] = field(default_factory=dict)
+    """Kept records sent back to ``.active`` by ``replay``, by store (``dlq``, ``failed``)."""
     loaded: int = 0
     sinks: dict[str, SinkRows] = field(default_factory=dict)
     in_flight: dict[str, int] = field(default_factory=dict)
@@ -135,6 +139,16 @@ def read_ledger(
             rows = count_rows(sink, table).get((), 0)
             ledger.sinks[sink_name] = SinkRows(sink.kind, sink.mode, rows)
 
+    if topics.replays(name) in present:
+        for entry in read_state(bootstrap, topics.replays(name), extra=client).values():
+            owner = ledgers.get(str(entry.get("table")))
+            if owner is not None and entry.get("status", "sent") == "sent":
+                kind = str(entry.get("kind"))
+                owner.replayed[kind] = owner.replayed.get(kind, 0) + 1
+    for ledger in ledgers.values():
+        ledger.in_dlq -= ledger.replayed.get("dlq", 0)
+        ledger.in_failed -= ledger.replayed.get("failed", 0)
+
     _in_flight(config, bootstrap, client, present, ledgers)
     for ledger in ledgers.values():
         first = next(iter(ledger.sinks.values()), None)
@@ -191,7 +205,8 @@ def _in_flight(
     """Fill ``in_flight`` of every ledger from the transform totals and the loader's lag."""
     name = config.name
     for ledger in ledgers.values():
-        ledger.in_flight["transform"] = max(ledger.valid - ledger.consumed, 0)
+        to_transform = ledger.valid + sum(ledger.replayed.values())
+        ledger.in_flight["transform"] = max(to_transform - ledger.consumed, 0)
     kinds: dict[str, tuple[str, str | None]] = {}
     for table in ledgers:
         kinds[topics.processed(name, table)] = ("load", table)

@@ -45,6 +45,12 @@ def transform_state(pipeline: str) -> str:
     return f"{pipeline}.transform-state"
 
 
+def replays(pipeline: str) -> str:
+    """Compacted topic of replayed records, keyed by where each was kept
+    (``topic:partition:offset``): a record is never replayed twice."""
+    return f"{pipeline}.replays"
+
+
 def schemas(pipeline: str) -> str:
     """Compacted topic of the Arrow schemas of the pipeline's records, keyed by schema id."""
     return f"{pipeline}.schemas"

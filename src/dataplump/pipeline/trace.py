@@ -6,7 +6,7 @@ it was loaded from), so the path is read back from the tables themselves:
 
 - the source row now (read from the source database by its primary key);
 - each time it was dead-lettered (``_dlq``: the rules it broke), failed (``_failed``:
-  the step and reasons) or replayed (``_replays``);
+  the step and reasons) or replayed (``<pipeline>.replays``);
 - the curated row in each sink, and for Delta the table version whose commit holds it.
 """
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
@@ -71,8 +72,11 @@ def parse_key(config: PipelineConfig, table: str, values: list[str]) -> dict[str
     return pairs
 
 
-def trace(config: PipelineConfig, table: str, key: dict[str, str]) -> Trace:
-    """Everything the pipeline kept about the row of ``table`` with primary key ``key``."""
+def trace(
+    config: PipelineConfig, table: str, key: dict[str, str], bootstrap: str | None = None
+) -> Trace:
+    """Everything the pipeline kept about the row of ``table`` with primary key ``key``
+    (replays too when ``bootstrap`` names the Kafka cluster)."""
     steps: list[Step] = []
     _, ops = config.ops_sink
     dlq = _matching(read_table(ops, "_dlq"), "key", key).filter(pl.col("table") == table)
@@ -99,17 +103,8 @@ def trace(config: PipelineConfig, table: str, key: dict[str, str]) -> Trace:
                 {"reasons": row.get("reasons")},
             )
         )
-    replays = _matching(read_table(ops, "_replays"), "key", key)
-    if replays.width:
-        for row in replays.filter(pl.col("table") == table).iter_rows(named=True):
-            steps.append(
-                Step(
-                    row.get("replayed_at"),
-                    "replayed",
-                    f"replayed from {row.get('kind')} into {row.get('to_topic')}",
-                    f"{row.get('from_topic')}[{row.get('from_partition')}]@{row.get('from_offset')}",
-                )
-            )
+    if bootstrap is not None:
+        steps += _replays(config, bootstrap, table, key)
     for sink_name, sink in config.sinks_of(table).items():
         rows = _matching(read_table(sink, table), "_dp_pk", key)
         for row in rows.iter_rows(named=True):
@@ -131,6 +126,25 @@ def trace(config: PipelineConfig, table: str, key: dict[str, str]) -> Trace:
     unique = {(s.stage, s.where, s.what): s for s in steps}
     ordered = sorted(unique.values(), key=lambda s: (s.at is None, s.at or datetime.min))
     return Trace(table, key, _source_row(config, table, key), ordered)
+
+
+def _replays(config: PipelineConfig, bootstrap: str, table: str, key: dict[str, str]) -> list[Step]:
+    from dataplump.pipeline.replay import replayed
+
+    found = []
+    for where, entry in replayed(config, bootstrap).items():
+        if entry.get("table") != table or entry.get("status", "sent") != "sent":
+            continue
+        try:
+            values = orjson.loads(entry.get("key") or "{}")
+        except orjson.JSONDecodeError:
+            continue
+        if {k: str(v) for k, v in values.items()} == key:
+            at = datetime.fromisoformat(entry["at"]) if entry.get("at") else None
+            found.append(
+                Step(at, "replayed", f"{entry.get('replay')} sent it to {entry.get('to')}", where)
+            )
+    return found
 
 
 def _matching(frame: pl.DataFrame, column: str, key: dict[str, str]) -> pl.DataFrame:

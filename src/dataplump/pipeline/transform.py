@@ -326,7 +326,7 @@ class Transformer:
         producer.begin()
         try:
             for table, batch in by_table.items():
-                delta = self._transform(producer, table, batch)
+                delta = self.transform_batch(producer, table, batch)
                 deltas.append(delta)
                 totals[table] = TransformCounts.from_totals(table, self._totals[table].totals())
                 totals[table].add(delta)
@@ -343,10 +343,14 @@ class Transformer:
             counts.add(delta)
             self.on_progress(counts)
 
-    def _transform(
+    def transform_batch(
         self, producer: Producer, table: str, messages: list[Message]
     ) -> TransformCounts:
-        """Queue the processed and failed records of one table's messages; return the counts."""
+        """Queue the processed and failed records of one table's messages; return the counts.
+
+        Only ``produce``/``produce_many`` of ``producer`` are used, and only the
+        messages' value, key, headers, topic, partition and offset are read: a replay's
+        dry run passes stand-ins for both (:mod:`dataplump.pipeline.replay`)."""
         counts = TransformCounts(table, consumed=len(messages), batches=1)
         failures: list[_Failure] = []
         inputs, decoded = self._decode(messages, failures)
