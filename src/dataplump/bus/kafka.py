@@ -138,7 +138,10 @@ def create_topics(
     errors = _ClientErrors()
     conf = client_config(bootstrap, extra)
     conf["error_cb"] = errors
-    admin = AdminClient(conf)
+    try:
+        admin = AdminClient(conf)
+    except KafkaException as exc:  # e.g. an unknown property in `kafka.extra`
+        raise wrap_kafka_error(exc, "starting the Kafka admin client") from None
     deadline = time.monotonic() + timeout
     created = []
     for name, future in admin.create_topics(wanted, operation_timeout=timeout).items():

@@ -6,6 +6,10 @@ command does is also a Python call in the package.
 
 from __future__ import annotations
 
+import logging
+import os
+from enum import StrEnum
+
 import typer
 
 from dataplump import __version__
@@ -22,6 +26,7 @@ from dataplump.cli import (
     trace_cmd,
     transform_cmd,
 )
+from dataplump.logs import LOG_FORMAT_ENV, setup_logging
 
 app = typer.Typer(
     name="dataplump",
@@ -43,6 +48,30 @@ app.command("trace")(trace_cmd.trace)
 app.command("replay")(replay_cmd.replay)
 
 
+class LogFormatChoice(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+LogFormatOption = typer.Option(
+    LogFormatChoice.text,
+    "--log-format",
+    envvar=LOG_FORMAT_ENV,
+    help="Logs on stderr: `text` for people, `json` (one object per line) for machines."
+    " Secrets are masked in both.",
+)
+LogLevelOption = typer.Option(
+    LogLevel.warning, "--log-level", envvar="DATAPLUMP_LOG_LEVEL", help="Least severe log shown."
+)
+
+
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"dataplump {__version__}")
@@ -59,8 +88,13 @@ def _root(
         callback=_print_version,
         is_eager=True,
     ),
+    log_format: LogFormatChoice = LogFormatOption,
+    log_level: LogLevel = LogLevelOption,
 ) -> None:
     """DataPlump: SQL database -> Kafka -> validated, curated lake or warehouse."""
+    os.environ[LOG_FORMAT_ENV] = log_format.value  # the stage processes of `run` inherit it
+    os.environ["DATAPLUMP_LOG_LEVEL"] = log_level.value
+    setup_logging(log_format.value, level=logging.getLevelName(log_level.value.upper()))
 
 
 def main() -> None:

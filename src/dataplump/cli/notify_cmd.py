@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 from pathlib import Path
 
 import typer
-from rich.logging import RichHandler
 
 from dataplump.cli.output import console, err_console, fail
 from dataplump.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_FILE, ConfigError, load_config
 from dataplump.config import models as config_models
 from dataplump.errors import DataPlumpError, TransientBusError
+from dataplump.logs import setup_logging
 from dataplump.notify.incidents import GroupingPolicy
 from dataplump.notify.service import Notifier, RetryPolicy, RunReport
 
@@ -59,16 +58,7 @@ def _duration(default: str | None, flag: str, help_text: str) -> float | None:
 
 
 def _setup_logging(verbose: bool) -> None:
-    handler: logging.Handler
-    if err_console.is_terminal:
-        handler = RichHandler(console=err_console, show_path=False, markup=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
-    root = logging.getLogger("dataplump")
-    root.handlers = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    setup_logging(level=logging.DEBUG if verbose else logging.INFO)
     # librdkafka retries on its own (e.g. while a coordinator loads); only errors matter here.
     logging.getLogger("dataplump.kafka").setLevel(logging.INFO if verbose else logging.ERROR)
 

@@ -14,6 +14,7 @@ can receive them, and import their stage only when they run.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import asdict
@@ -22,6 +23,7 @@ from typing import Any
 
 from dataplump.config import load_config
 from dataplump.errors import ConfigError, DataPlumpError
+from dataplump.logs import setup_logging
 
 Report = Callable[[Any], None]
 
@@ -35,7 +37,8 @@ NOTIFY_RETRY_FOR = 60.0
 def run_stage(stage: str, config: Path, bootstrap: str, once: bool, stop: Any, events: Any) -> None:
     """Run ``stage`` in this (child) process, reporting on ``events``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
-    logging.basicConfig(level=logging.WARNING, format=f"{stage}: %(levelname)s %(message)s")
+    level = os.environ.get("DATAPLUMP_LOG_LEVEL", "warning").upper()
+    setup_logging(level=logging.getLevelName(level), prefix=stage)
 
     def report(counts: Any) -> None:
         events.put(("progress", stage, asdict(counts)))
