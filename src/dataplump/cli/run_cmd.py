@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections import defaultdict
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -18,58 +17,13 @@ from dataplump.cli.output import console, fail
 from dataplump.config import PipelineConfig, load_config
 from dataplump.errors import DataPlumpError
 from dataplump.pipeline.cluster import bootstrap_for
+from dataplump.pipeline.metrics import RunMetrics, Tally
 from dataplump.pipeline.supervisor import Event, StageFailedError, Supervisor
 
 PLAIN_EVERY = 10.0
 """Seconds between progress lines when the output is not a terminal."""
 
-FIELDS = {
-    "extract": {"read": "read", "valid": "valid", "invalid": "invalid"},
-    "transform": {"processed": "transformed", "failed": "failed"},
-    "load": {"loaded": "loaded"},
-}
-"""Counts of each stage shown per table: stage's field -> column."""
 COLUMNS = ("read", "valid", "invalid", "transformed", "failed", "loaded")
-
-
-class Tally:
-    """What the stages of this run did, per table, over restarts."""
-
-    def __init__(self, tables: list[str]) -> None:
-        self.tables = tables
-        self.latest: dict[tuple[str, str], dict[str, int]] = {}
-        """The counts of the running process of a stage, by (stage, table)."""
-        self.carried: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-        """The counts of the stage's earlier processes (before a restart)."""
-        self.started = time.monotonic()
-
-    def progress(self, stage: str, counts: dict[str, Any]) -> None:
-        table = str(counts.get("table"))
-        if table not in self.tables or stage not in FIELDS:
-            return
-        values = {}
-        for name, column in FIELDS[stage].items():
-            value = counts.get(name, 0)
-            # `loaded` is by sink: a row counts once it is in every sink
-            values[column] = min(value.values(), default=0) if isinstance(value, dict) else value
-        self.latest[(stage, table)] = values
-
-    def restarted(self, stage: str) -> None:
-        for (s, table), values in list(self.latest.items()):
-            if s == stage:
-                carried = self.carried[(s, table)]
-                for column, n in values.items():
-                    carried[column] = carried.get(column, 0) + n
-                del self.latest[(s, table)]
-
-    def row(self, table: str) -> dict[str, int]:
-        row = dict.fromkeys(COLUMNS, 0)
-        for source in (self.latest, self.carried):
-            for (_, t), values in source.items():
-                if t == table:
-                    for column, n in values.items():
-                        row[column] += n
-        return row
 
 
 def _view(tally: Tally, supervisor: Supervisor, lag: dict[str, dict[str, int]]) -> Table:
@@ -78,7 +32,7 @@ def _view(tally: Tally, supervisor: Supervisor, lag: dict[str, dict[str, int]]) 
         f"{s.name} [{_style(s.status)}]{s.status}[/]" for s in supervisor.states.values()
     )
     view = Table(title=f"running — {states}", title_justify="left", box=None, padding=(0, 2))
-    for name in ("table", *COLUMNS, "rows/s", "lag"):
+    for name in ("table", *COLUMNS, "rows/s", "lag t/l"):
         view.add_column(name, justify="left" if name == "table" else "right")
     for table in tally.tables:
         row = tally.row(table)
@@ -90,7 +44,7 @@ def _view(tally: Tally, supervisor: Supervisor, lag: dict[str, dict[str, int]]) 
                 for c in COLUMNS
             ),
             f"{row['read'] / seconds:,.0f}",
-            " ".join(f"{stage} {n:,}" for stage, n in lags.items()) or "-",
+            "/".join(f"{n:,}" for n in lags.values()) or "-",
         )
     return view
 
@@ -134,6 +88,16 @@ def run(
         help="Drain the source to its current end through every stage, check the ledger,"
         " print the summary and exit (1 if any row is unaccounted for).",
     ),
+    metrics_port: int = typer.Option(
+        9464,
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Serve Prometheus metrics on http://127.0.0.1:PORT/metrics while running (0: off).",
+    ),
+    metrics_host: str = typer.Option(
+        "127.0.0.1", "--metrics-host", help="Address the metrics endpoint binds."
+    ),
 ) -> None:
     """Run the whole pipeline: extract, transform, load and notify, each in its own process.
 
@@ -162,7 +126,8 @@ def run(
     def on_event(event: Event) -> None:
         kind, stage, payload = event
         if kind == "progress":
-            tally.progress(stage, payload)
+            if tally.progress(stage, payload):
+                metrics.observe(stage, payload)
         elif kind == "error":
             console.print(f"[red]{stage}[/]: {payload}", soft_wrap=True, highlight=False)
         elif kind == "crash":
@@ -175,6 +140,16 @@ def run(
                 console.print(f"{stage} restarts in {delay:.0f}s{reason}", soft_wrap=True)
 
     supervisor = Supervisor(config.resolve(), bootstrap, on_event=on_event)
+    metrics = RunMetrics(pipeline.name, tally, lambda: supervisor.states, lag)
+    if metrics_port:
+        try:
+            metrics.serve(metrics_port, metrics_host)
+            console.print(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
+        except OSError as exc:
+            console.print(
+                f"[yellow]no metrics endpoint: {metrics_host}:{metrics_port}: {exc.strerror}[/]"
+                " (choose another with --metrics-port, or 0 for none)"
+            )
     lag_at = [0.0]
 
     def tick() -> None:

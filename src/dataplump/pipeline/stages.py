@@ -41,7 +41,7 @@ def run_stage(stage: str, config: Path, bootstrap: str, once: bool, stop: Any, e
     setup_logging(level=logging.getLevelName(level), prefix=stage)
 
     def report(counts: Any) -> None:
-        events.put(("progress", stage, asdict(counts)))
+        events.put(("progress", stage, counts if isinstance(counts, dict) else asdict(counts)))
 
     try:
         pipeline = load_config(config)
@@ -61,9 +61,21 @@ def run_stage(stage: str, config: Path, bootstrap: str, once: bool, stop: Any, e
 def _extract(pipeline: Any, bootstrap: str, once: bool, stop: Any, report: Report) -> None:
     from dataplump.pipeline.extract import Extractor
 
-    extractor = Extractor(pipeline, bootstrap, on_progress=report)
+    # Each pass counts from zero: report the passes before it too (what `run` shows).
+    before: dict[str, dict[str, int]] = {}
+
+    def report_all(counts: Any) -> None:
+        now = asdict(counts)
+        for name, n in before.get(counts.table, {}).items():
+            now[name] += n
+        report(now)
+
+    extractor = Extractor(pipeline, bootstrap, on_progress=report_all)
     while not stop.is_set():
-        extractor.run_once()
+        for counts in extractor.run_once():
+            sums = before.setdefault(counts.table, {})
+            for name in ("read", "valid", "invalid", "batches"):
+                sums[name] = sums.get(name, 0) + getattr(counts, name)
         if once or stop.wait(pipeline.extract.poll_interval):
             return
 

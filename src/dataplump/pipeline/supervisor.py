@@ -47,6 +47,8 @@ class StageState:
     status: str = "waiting"
     """`waiting`, `running`, `restarting`, `done`, `failed` or `stopped`."""
     restarts: int = 0
+    """Restarts in a row (reset once the stage has run :data:`HEALTHY_AFTER` seconds)."""
+    restarts_total: int = 0
     last_error: str | None = None
     started_at: float | None = None
     next_start: float | None = None
@@ -134,6 +136,7 @@ class Supervisor:
                         f"{state.name} failed {attempts} times; last error: {state.last_error}"
                     )
                 delay = _backoff(attempts - 1)
+                state.restarts_total += 1
                 self.on_event(("restart", state.name, (state.last_error, delay)))
                 if self._stop.wait(delay):
                     break
@@ -208,6 +211,7 @@ class Supervisor:
         state.restarts = 0 if healthy else state.restarts
         delay = _backoff(state.restarts)
         state.restarts += 1
+        state.restarts_total += 1
         state.status = "restarting"
         state.next_start = now + delay
         self.on_event(("restart", state.name, (state.last_error, delay)))
