@@ -128,7 +128,7 @@ def run(
         if kind == "progress":
             if tally.progress(stage, payload):
                 metrics.observe(stage, payload)
-        elif kind == "error":
+        elif kind in ("error", "fatal"):
             console.print(f"[red]{stage}[/]: {payload}", soft_wrap=True, highlight=False)
         elif kind == "crash":
             console.print(f"[red]{stage}[/]: {payload}", soft_wrap=True)

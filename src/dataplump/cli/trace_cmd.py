@@ -52,9 +52,16 @@ def trace(
             "table": found.table,
             "key": found.key,
             "source_row": found.source_row,
-            "steps": [vars(step) for step in found.steps],
+            "steps": [
+                {"at": s.at, "stage": s.stage, "what": s.what, "where": s.where, "detail": s.detail}
+                for s in found.steps
+            ],
         }
-        typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode())
+        typer.echo(
+            orjson.dumps(
+                data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=str
+            ).decode()
+        )
     else:
         shown = ", ".join(f"{k}={v}" for k, v in found.key.items())
         state = "in the source now" if found.source_row is not None else "not in the source now"

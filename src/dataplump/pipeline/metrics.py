@@ -121,7 +121,8 @@ class RunMetrics(Collector):
         previous = self._last_batch.get(key)
         if previous is not None and batches > previous[1]:
             per_batch = (now - previous[0]) / (batches - previous[1])
-            self.batch_seconds.labels(self.pipeline, *key).observe(per_batch)
+            for _ in range(batches - previous[1]):
+                self.batch_seconds.labels(self.pipeline, *key).observe(per_batch)
         if previous is None or batches != previous[1]:
             self._last_batch[key] = (now, batches)
 

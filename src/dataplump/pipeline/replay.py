@@ -322,6 +322,7 @@ def _state(
         "table": table,
         "status": status,
         "key": record.key.decode("utf-8", "replace"),
+        "extracted_at": dict(record.lineage).get(HEADER_EXTRACTED_AT, b"").decode() or None,
         "to": to,
         "at": at,
     }

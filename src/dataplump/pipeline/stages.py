@@ -4,7 +4,9 @@ A body runs one stage of one pipeline file until ``stop`` is set (or, with ``onc
 until its input is drained) and reports on ``events`` (a multiprocessing queue):
 
 - ``("progress", stage, counts)``: the counts of one table (a dict), live;
-- ``("error", stage, message)``: the one line that ended the stage;
+- ``("error", stage, message)``: the one line that ended the stage (worth a retry);
+- ``("fatal", stage, message)``: the same for an error a retry cannot fix (a wrong
+  config, a refused login, data a step cannot take): ``run --once`` stops at once;
 - ``("done", stage, "")``: the stage ended cleanly.
 
 The bodies take plain arguments (a path, strings, booleans) so that a ``spawn`` child
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dataplump.config import load_config
-from dataplump.errors import ConfigError, DataPlumpError
+from dataplump.errors import ConfigError, DataPlumpError, TerminalError
 from dataplump.logs import setup_logging
 
 Report = Callable[[Any], None]
@@ -37,8 +39,10 @@ NOTIFY_RETRY_FOR = 60.0
 def run_stage(stage: str, config: Path, bootstrap: str, once: bool, stop: Any, events: Any) -> None:
     """Run ``stage`` in this (child) process, reporting on ``events``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
-    level = os.environ.get("DATAPLUMP_LOG_LEVEL", "warning").upper()
-    setup_logging(level=logging.getLevelName(level), prefix=stage)
+    level = logging.getLevelName(os.environ.get("DATAPLUMP_LOG_LEVEL", "warning").upper())
+    setup_logging(level=level, prefix=stage)
+    if stage == "notify":  # its log lines are the `log` channel's notifications (resolved: INFO)
+        logging.getLogger("dataplump.notify").setLevel(min(level, logging.INFO))
 
     def report(counts: Any) -> None:
         events.put(("progress", stage, counts if isinstance(counts, dict) else asdict(counts)))
@@ -47,7 +51,10 @@ def run_stage(stage: str, config: Path, bootstrap: str, once: bool, stop: Any, e
         pipeline = load_config(config)
         BODIES[stage](pipeline, bootstrap, once, stop, report)
     except ConfigError as exc:
-        events.put(("error", stage, f"{exc} (run `dataplump config check -c {config}`)"))
+        events.put(("fatal", stage, f"{exc} (run `dataplump config check -c {config}`)"))
+        return
+    except TerminalError as exc:
+        events.put(("fatal", stage, str(exc)))
         return
     except DataPlumpError as exc:
         events.put(("error", stage, str(exc)))

@@ -11,7 +11,8 @@ Two modes:
 - :meth:`Supervisor.run_forever`: all stages at once until :meth:`stop`;
 - :meth:`Supervisor.run_once`: the stages one after the other, each draining its input
   (extract to the source's current end, then transform, load, notify); a stage that
-  fails is restarted up to :data:`ONCE_ATTEMPTS` times, then the run stops with its error.
+  fails is restarted up to :data:`ONCE_ATTEMPTS` times, then the run stops with its error
+  (at once for an error a retry cannot fix, such as a wrong config).
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ class StageState:
     next_start: float | None = None
     process: Any = field(default=None, repr=False)
     reported: bool = False
-    """The running child sent its final event (done or error)."""
+    """The running child sent its final event (done, error or fatal)."""
+    fatal: bool = False
+    """Its last error was one a retry cannot fix."""
     stop_seen: float | None = None
     """When the supervisor first saw the child still running after :meth:`Supervisor.stop`."""
 
@@ -130,8 +133,10 @@ class Supervisor:
                     tick()
                 if state.status == "done" or self.stopping:
                     break
-                if attempts >= ONCE_ATTEMPTS:
+                if attempts >= ONCE_ATTEMPTS or state.fatal:
                     state.status = "failed"
+                    if state.fatal:
+                        raise StageFailedError(f"{state.name}: {state.last_error}")
                     raise StageFailedError(
                         f"{state.name} failed {attempts} times; last error: {state.last_error}"
                     )
@@ -168,9 +173,10 @@ class Supervisor:
         while True:
             kind, stage, payload = event
             state = self.states.get(stage)
-            if state is not None and kind in ("done", "error"):
+            if state is not None and kind in ("done", "error", "fatal"):
                 state.reported = True
-                if kind == "error":
+                state.fatal = kind == "fatal"
+                if kind != "done":
                     state.last_error = str(payload)
             self.on_event(event)
             try:

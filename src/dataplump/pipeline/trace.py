@@ -39,6 +39,9 @@ class Step:
     where: str
     """The Kafka record (topic[partition]@offset) or the table and version."""
     detail: dict[str, Any] = field(default_factory=dict)
+    origin: datetime | None = None
+    """When the extraction this step follows from read the row (what orders the steps:
+    Kafka stamps a record a moment before its extraction time is written)."""
 
 
 @dataclass
@@ -89,6 +92,7 @@ def trace(
                 f"broke {row.get('rules')}: {row.get('message')}",
                 _record(row),
                 {"contract": row.get("contract"), "reasons": row.get("reasons")},
+                row.get("_dp_extracted_at"),
             )
         )
     failed = _matching(read_table(ops, "_failed"), "key", key).filter(pl.col("table") == table)
@@ -101,6 +105,7 @@ def trace(
                 f"step {row.get('step')} failed it ({row.get('rules')}): {row.get('message')}",
                 _record(row),
                 {"reasons": row.get("reasons")},
+                row.get("_dp_extracted_at"),
             )
         )
     if bootstrap is not None:
@@ -121,11 +126,22 @@ def trace(
                     f"curated row in sink `{sink_name}` ({sink.kind}) table `{table}`{at}",
                     _record(row),
                     {"row": data, "version": version},
+                    row.get("_dp_extracted_at"),
                 )
             )
     unique = {(s.stage, s.where, s.what): s for s in steps}
-    ordered = sorted(unique.values(), key=lambda s: (s.at is None, s.at or datetime.min))
+    ordered = sorted(unique.values(), key=_order)
     return Trace(table, key, _source_row(config, table, key), ordered)
+
+
+RANK = {"extract": 0, "dead-letter": 1, "failed": 1, "replayed": 2, "loaded": 3}
+
+
+def _order(step: Step) -> tuple[datetime, int, datetime]:
+    """Steps by the extraction they follow from, then stage, then time."""
+    far = datetime.max.replace(tzinfo=UTC)
+    at = step.at or far
+    return (step.origin or at, RANK.get(step.stage, 9), at)
 
 
 def _replays(config: PipelineConfig, bootstrap: str, table: str, key: dict[str, str]) -> list[Step]:
@@ -141,8 +157,15 @@ def _replays(config: PipelineConfig, bootstrap: str, table: str, key: dict[str, 
             continue
         if {k: str(v) for k, v in values.items()} == key:
             at = datetime.fromisoformat(entry["at"]) if entry.get("at") else None
+            origin = entry.get("extracted_at")
             found.append(
-                Step(at, "replayed", f"{entry.get('replay')} sent it to {entry.get('to')}", where)
+                Step(
+                    at,
+                    "replayed",
+                    f"{entry.get('replay')} sent it to {entry.get('to')}",
+                    where,
+                    origin=datetime.fromisoformat(origin) if origin else None,
+                )
             )
     return found
 
@@ -168,6 +191,7 @@ def _extracted(row: dict[str, Any]) -> Step:
         "extract",
         f"read from {row.get('_dp_source')} by run {row.get('_dp_run')}",
         "source",
+        origin=at,
     )
 
 
@@ -224,7 +248,7 @@ def _source_row(config: PipelineConfig, table: str, key: dict[str, str]) -> dict
     except (sa.exc.SQLAlchemyError, KeyError) as exc:
         reason = type(exc).__name__  # its text may hold the URL
         raise DataPlumpError(f"could not read `{table}` from the source: {reason}") from None
-    return None if found is None else dict(found)
+    return None if found is None else {str(k): v for k, v in found.items()}
 
 
 __all__ = ["Step", "Trace", "parse_key", "trace"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dataplump.notify.events import cleared_alert
 from dataplump.notify.incidents import GroupingPolicy, Incidents, Notification
 from tests.unit.notify.helpers import FakeClock, crash, invalid
 
@@ -229,3 +230,27 @@ def test_as_firing_shows_a_later_notice_as_the_first_page(clock: FakeClock) -> N
 def test_policy_refuses_nonsense(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"{field} must be a finite number of seconds >= 0"):
         GroupingPolicy(**{field: value})
+
+
+def test_a_cleared_event_resolves_its_incident_at_once(clock: FakeClock) -> None:
+    """A replay that empties the dead-letter store resolves the incident, and says so."""
+    incidents = Incidents(POLICY)
+    incidents.observe(invalid(5, {"max(id)": 5}), clock())
+    assert kinds(run_until(incidents, clock, 31)) == ["firing"]
+    other = invalid(1, {"max(id)": 1}, table="customers")
+    incidents.observe(other, clock())
+    cleared = cleared_alert("shop", "orders", stage="extract", cleared="invalid_records", count=5)
+    assert incidents.observe(cleared, clock()) is not None
+    [resolved] = incidents.due(clock())
+    assert resolved.kind == "resolved"
+    assert resolved.incident.table == "orders"
+    assert "nothing of orders is left" in (resolved.incident.message or "")
+    assert [i.table for i in incidents.open] == ["customers"]
+
+
+def test_a_cleared_event_for_no_open_incident_opens_nothing(clock: FakeClock) -> None:
+    incidents = Incidents(POLICY)
+    cleared = cleared_alert("shop", "orders", stage="transform", cleared="failed_records", count=1)
+    assert incidents.observe(cleared, clock()) is None
+    assert incidents.open == []
+    assert incidents.due(clock()) == []
