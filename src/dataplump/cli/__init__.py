@@ -16,6 +16,7 @@ from dataplump.cli import (
     lake_cmd,
     load_cmd,
     notify_cmd,
+    sample_cmd,
     transform_cmd,
 )
 
@@ -33,6 +34,7 @@ app.command("transform")(transform_cmd.transform)
 app.command("load")(load_cmd.load)
 app.add_typer(lake_cmd.app, name="lake")
 app.add_typer(notify_cmd.app, name="notify")
+app.add_typer(sample_cmd.app, name="sample")
 
 
 def _print_version(value: bool) -> None:
