@@ -49,8 +49,8 @@ PREDICATES: dict[str, dict[str, str]] = {
         "negative_quantity": "r.quantity < 0",
         "out_of_range": "r.quantity > 1000",
         "unknown_foreign_key": "r.product_id NOT IN (SELECT id FROM products)",
-        "duplicate_key": "EXISTS (SELECT 1 FROM order_items o WHERE o.order_id = r.order_id"
-        " AND o.line_no = r.line_no AND o.id <> r.id)",
+        "duplicate_key": "(r.order_id, r.line_no) IN (SELECT order_id, line_no FROM order_items"
+        " GROUP BY order_id, line_no HAVING count(*) > 1)",
     },
 }
 
