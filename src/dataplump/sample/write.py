@@ -54,8 +54,11 @@ def insert_rows(conn: sa.Connection, name: str, table: pa.Table) -> None:
     columns = ", ".join(_quote(conn, c) for c in table.column_names)
     target = f"{_quote(conn, name)} ({columns})"
     raw = conn.connection.driver_connection
-    if conn.dialect.name == "postgresql" and hasattr(raw, "cursor") and _is_psycopg(raw):
+    if conn.dialect.name == "postgresql" and _is_psycopg(raw):
         _copy_csv(raw, target, table)
+        return
+    if conn.dialect.name in ("mysql", "mariadb"):
+        _insert_literals(conn, target, table)
         return
     marks = ", ".join(["?" if conn.dialect.paramstyle == "qmark" else "%s"] * table.num_columns)
     sql = f"INSERT INTO {target} VALUES ({marks})"  # noqa: S608 - names are the shop's own
@@ -63,8 +66,32 @@ def insert_rows(conn: sa.Connection, name: str, table: pa.Table) -> None:
         conn.exec_driver_sql(sql, rows)
 
 
+def _literal(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """MySQL literals of a column: numbers as digits, text quoted and escaped, NULL."""
+    if pa.types.is_integer(column.type):
+        text = pc.cast(column, pa.string())
+    else:
+        text = _as_text(column)
+        for old, new in (("\\", "\\\\"), ("'", "\\'"), ("\x00", "\\0")):
+            text = pc.replace_substring(text, old, new)
+        text = pc.binary_join_element_wise("'", text, "'", "")
+    return pc.fill_null(text, "NULL")
+
+
+def _insert_literals(conn: sa.Connection, target: str, table: pa.Table) -> None:
+    """One multi-row ``INSERT`` per chunk, its text built by Arrow (MariaDB / MySQL):
+    PyMySQL's ``executemany`` escapes each value in Python, 4x slower."""
+    literals = [_literal(table.column(i)) for i in range(table.num_columns)]
+    rows = pc.binary_join_element_wise("(", pc.binary_join_element_wise(*literals, ", "), ")", "")
+    raw: Any = conn.connection.driver_connection
+    with raw.cursor() as cursor:
+        for start in range(0, len(rows), CHUNK_ROWS):
+            values = ", ".join(rows.slice(start, CHUNK_ROWS).to_pylist())
+            cursor.execute(f"INSERT INTO {target} VALUES {values}")  # noqa: S608
+
+
 def _is_psycopg(raw: Any) -> bool:
-    return type(raw).__module__.startswith("psycopg.")
+    return type(raw).__module__.split(".")[0] == "psycopg"  # psycopg 3 (not psycopg2)
 
 
 def _copy_csv(raw: Any, target: str, table: pa.Table) -> None:

@@ -73,7 +73,7 @@ CLEANED = {"whitespace", "mixed_case"}
 
 def count(conn: sa.Connection, table: str, where: str = "1 = 1") -> int:
     sql = f"SELECT count(*) FROM {table} r WHERE {where}"  # noqa: S608 - test's own SQL
-    return int(conn.exec_driver_sql(sql).scalar() or 0)
+    return int(conn.execute(sa.text(sql)).scalar() or 0)
 
 
 def fault_counts(
