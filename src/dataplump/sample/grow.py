@@ -7,7 +7,7 @@ orders due at ``rate`` orders per second:
   ``whitespace`` / ``mixed_case`` at the ``dirty`` share) and a product's stock now and
   then, each with ``updated_at`` set to now, so incremental extraction reads them again;
 - the others are **new** orders with their items, and new customers (one per 5 orders)
-  and products (one per 50), generated as ``sample create`` does with ids after the
+  and products (one per 20), generated as ``sample create`` does with ids after the
   largest ones stored and ``created_at = updated_at = now``, spoiled with the same fault
   mix (the number of faulty rows is drawn per tick: ``dirty`` is the share on average).
 
@@ -183,7 +183,7 @@ class Grower:
             table = generate.customers_table(rng, pools, ids, now)
             self._write(conn, "customers", _stamp(table, now, stamps), now)
             customers += new_customers
-        new_products = self._grow_share(orders, 50)
+        new_products = self._grow_share(orders, 20)
         if new_products:
             table = generate.products_table(rng, pools, self._ids("products", new_products), now)
             table = _stamp(table, now, stamps)
