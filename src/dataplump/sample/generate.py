@@ -78,7 +78,7 @@ class Pools:
 
     @classmethod
     def build(cls, seed: int, size: int = 200) -> Pools:
-        """Fill the pools from Faker seeded with ``seed`` (a few milliseconds)."""
+        """Fill the pools from Faker seeded with ``seed`` (about a second: ten locales)."""
         from faker import Faker  # only here: it loads many locale modules
 
         fake = Faker(list(_LOCALES))
