@@ -31,7 +31,7 @@ from dataplump.sample import generate
 from dataplump.sample.errors import SampleError
 from dataplump.sample.faults import FAULTS, FaultContext, inject
 from dataplump.sample.manifest import FaultCount, Manifest, TableManifest
-from dataplump.sample.schema import TABLES, create_tables, metadata
+from dataplump.sample.schema import TABLES, create_indexes, create_tables, metadata
 from dataplump.sample.write import insert_rows
 
 __all__ = ["Sizes", "create_sample", "open_engine"]
@@ -90,7 +90,6 @@ def _prepare(engine: sa.Engine, replace: bool) -> None:
     if engine.dialect.name == "sqlite":  # readers (extract) and `sample grow` side by side
         with engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-    create_tables(engine, replace=replace)
 
 
 def _count(name: str, table: pa.Table, counts: dict[str, int]) -> TableManifest:
@@ -167,10 +166,12 @@ def create_sample(
     try:
         _prepare(engine, replace)
         with engine.begin() as conn:
+            create_tables(conn, replace=replace)
             for name in TABLES:
                 insert_rows(conn, metadata.tables[name].name, tables[name])
                 if on_table is not None:
                     on_table(name, tables[name].num_rows)
+            create_indexes(conn)
     except sa_exc.SQLAlchemyError as exc:
         first = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         raise SampleError(f"cannot create the sample in {masked(url)}: {first}") from None
