@@ -22,6 +22,7 @@ from dataplump.cli import (
     notify_cmd,
     replay_cmd,
     run_cmd,
+    sample_cmd,
     status_cmd,
     trace_cmd,
     transform_cmd,
@@ -46,6 +47,7 @@ app.command("run")(run_cmd.run)
 app.command("status")(status_cmd.status)
 app.command("trace")(trace_cmd.trace)
 app.command("replay")(replay_cmd.replay)
+app.add_typer(sample_cmd.app, name="sample")
 
 
 class LogFormatChoice(StrEnum):
