@@ -17,7 +17,14 @@ from tests.support.extraction import CliResult, _env
 class Command:
     """One running ``python -m dataplump ARGS`` process."""
 
-    def __init__(self, *args: str, logs: Path, cwd: Path, label: str = "dataplump") -> None:
+    def __init__(
+        self,
+        *args: str,
+        logs: Path,
+        cwd: Path,
+        label: str = "dataplump",
+        env: dict[str, str] | None = None,
+    ) -> None:
         logs.mkdir(parents=True, exist_ok=True)
         stamp = time.monotonic_ns()
         self._out = logs / f"{label}-{stamp}.out"
@@ -29,7 +36,7 @@ class Command:
                 stdout=out,
                 stderr=err,
                 cwd=cwd,
-                env=_env(),
+                env={**_env(), **(env or {})},
                 text=True,
             )
 
@@ -79,6 +86,12 @@ class Command:
         )
 
 
-def run_command(*args: str, logs: Path, cwd: Path, timeout: float = 300.0) -> CliResult:
-    """Run ``dataplump ARGS`` to its end."""
-    return Command(*args, logs=logs, cwd=cwd).wait(timeout)
+def run_command(
+    *args: str,
+    logs: Path,
+    cwd: Path,
+    timeout: float = 300.0,
+    env: dict[str, str] | None = None,
+) -> CliResult:
+    """Run ``dataplump ARGS`` to its end (``env``: variables on top of a clean environment)."""
+    return Command(*args, logs=logs, cwd=cwd, env=env).wait(timeout)
