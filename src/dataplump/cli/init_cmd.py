@@ -12,7 +12,10 @@ from dataplump.cli.output import console, fail
 from dataplump.errors import DataPlumpError
 
 FolderArgument = typer.Argument(
-    Path(), help="The pipeline folder to write (created if missing).", show_default="."
+    Path(),
+    metavar="DIR",
+    help="The pipeline folder to write (created if missing).",
+    show_default=".",
 )
 
 
@@ -93,7 +96,9 @@ def init(
         fail(str(exc))
     plan = result.plan
     config = folder / "dataplump.yaml"
-    console.print(Text.assemble(("wrote", "green"), f" pipeline `{plan.name}` in {folder}:"))
+    console.print(
+        Text.assemble(("wrote", "green"), f" pipeline `{plan.name}` in {folder}:"), soft_wrap=True
+    )
     for path in result.written:
         console.print(f"  {path}", soft_wrap=True, markup=False)
     for proposal in plan.proposals:
