@@ -290,7 +290,10 @@ def _relationships(
             )
         else:
             to = references.get(fk.parent, fk.parent)
-            rule = {"relationships": {"column": fk.column, "to": to, "field": fk.field}}
+            rule = {
+                "name": f"fk_{fk.column}",  # two rules of one kind need names
+                "relationships": {"column": fk.column, "to": to, "field": fk.field},
+            }
             proposal.relationships.append((rule, types[fk.column]))
 
 

@@ -311,7 +311,10 @@ def test_foreign_keys_become_relationships_of_an_output_contract(tmp_path: Path,
     }
     output = read_yaml(tmp_path / "pipe" / "contracts" / "orders.output.yaml")
     assert output["rules"] == [
-        {"relationships": {"column": "customer_id", "to": "customers", "field": "id"}}
+        {
+            "name": "fk_customer_id",
+            "relationships": {"column": "customer_id", "to": "customers", "field": "id"},
+        }
     ]
     config = load_config(tmp_path / "pipe" / "dataplump.yaml", env={})
     contract = config.output_contract("orders")
