@@ -247,22 +247,28 @@ def pipeline_file(
         out += f"  {yaml_str(table.name)}:\n"
         key = table.primary_key
         key_text = yaml_str(key[0]) if len(key) == 1 else yaml_value(list(key))
-        out += f"    primary_key: {key_text:<20} # the table's {table.key_source}\n"
+        lines = [(f"primary_key: {key_text}", f"the table's {table.key_source}")]
         if proposal.cursor is None:
-            out += f"    # mode: full                    # {proposal.cursor_note}\n"
+            lines.append(("# mode: full", proposal.cursor_note))
         else:
-            out += "    mode: incremental               # read only rows whose cursor grew\n"
-            out += f"    cursor: {yaml_str(proposal.cursor):<24}# {proposal.cursor_note}\n"
-            out += (
-                f"    lag_seconds: {LAG_SECONDS}                  # stop {LAG_SECONDS} s before"
-                " now: late-committing rows are not missed\n"
-            )
-        out += f"    contract: {yaml_str(contract_paths[table.name])}\n"
+            lines += [
+                ("mode: incremental", "read only rows whose cursor grew"),
+                (f"cursor: {yaml_str(proposal.cursor)}", proposal.cursor_note),
+                (
+                    f"lag_seconds: {LAG_SECONDS}",
+                    f"stop {LAG_SECONDS} s before now: late-committing rows are not missed",
+                ),
+            ]
+        lines.append((f"contract: {yaml_str(contract_paths[table.name])}", ""))
         if table.name in output_paths:
-            out += (
-                f"    output_contract: {yaml_str(output_paths[table.name])}"
-                "   # foreign keys, checked after the transform\n"
+            lines.append(
+                (
+                    f"output_contract: {yaml_str(output_paths[table.name])}",
+                    "foreign keys, checked after the transform",
+                )
             )
+        for text, comment in lines:
+            out += f"    {text:<32} # {comment}\n" if comment else f"    {text}\n"
     for table_name, reason in skipped:
         out += f"  # {yaml_str(table_name)}: not scaffolded: {reason}\n"
     out += """

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy.engine import make_url
 
@@ -51,7 +52,8 @@ def check_folder(plan: Plan, folder: Path, url: str) -> list[str]:
 
     env: Mapping[str, str] = dict(os.environ)
     if plan.password_variable is not None:
-        password = make_url(url).password or ""
+        # the value goes into the URL as it is: percent-encoded, as the user is told to
+        password = quote(make_url(url).password or "", safe="")
         env = {**env, plan.password_variable: password}
     try:
         config = load_config(folder / "dataplump.yaml", env=env)

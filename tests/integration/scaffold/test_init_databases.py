@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import polars as pl
 import pytest
@@ -145,7 +146,7 @@ def shop_pg(postgres_url: str) -> Iterator[tuple[str, str]]:
     """(URL of a read-only role with its own password, that password)."""
     admin = sa.create_engine(postgres_url, poolclass=NullPool)
     role = f"init_reader_{uuid.uuid4().hex[:8]}"
-    password = f"Pw-{uuid.uuid4().hex}"
+    password = f"Pw@{uuid.uuid4().hex}/x"  # characters URLs reserve
     database = sa.make_url(postgres_url).database
     with admin.begin() as conn:
         conn.exec_driver_sql(PG_SCHEMA)
@@ -205,6 +206,7 @@ def test_postgres_folder_runs_extract_transform_load(
     assert result.exit_code == 0, result.output
     variable = f"{name.upper()}_DB_PASSWORD"
     assert f"export {variable}=" in result.stdout
+    assert "percent-encoded" in result.stdout  # the password holds `@` and `/`
     files = [p for p in folder.rglob("*") if p.is_file()]
     assert len(files) == 9, files  # pipeline, 5 contracts, 2 output contracts, 1 step
     for path in files:
@@ -213,7 +215,8 @@ def test_postgres_folder_runs_extract_transform_load(
     assert f":${{{variable}}}@" in text
     assert "schema: shop" in text
 
-    env = stage_env(**{variable: password, "DATAPLUMP__KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap})
+    encoded = quote(password, safe="")  # the value goes into the URL as it is
+    env = stage_env(**{variable: encoded, "DATAPLUMP__KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap})
     config = str(folder / "dataplump.yaml")
     check = run(["config", "check", "-c", config, "--steps"], folder, env)
     assert "is valid" in check
