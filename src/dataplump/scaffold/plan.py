@@ -18,6 +18,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from dataplump.scaffold import render
 from dataplump.scaffold.errors import ScaffoldError
@@ -126,6 +127,14 @@ def plan_folder(
     sample_rows: int = SAMPLE_ROWS,
 ) -> Plan:
     """Reflect the database at ``url`` and plan the pipeline folder's files."""
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError):
+        raise ScaffoldError(
+            "--url is not a SQLAlchemy URL: expected e.g."
+            " `postgresql+psycopg://user:password@host:5432/db`,"
+            " `mysql+pymysql://user:password@host/db` or `sqlite:///file.db`"
+        ) from None
     name = name or default_name(url)
     if not _NAME.fullmatch(name):
         raise ScaffoldError(

@@ -231,8 +231,8 @@ def _reflect_table(
         return Skipped(
             name,
             "its name is part of Kafka topic names (`<pipeline>.<table>.active`), which allow"
-            " only letters, digits, `.`, `_` and `-`: create a view with such a name"
-            " and run init with --tables VIEW",
+            " only letters, digits, `.`, `_` and `-`: rename the table, or create a view"
+            " with such a name and add it under `tables:` with its `primary_key`",
         )
     if not key:
         return Skipped(

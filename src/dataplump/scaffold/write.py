@@ -22,6 +22,8 @@ def write_plan(plan: Plan, folder: Path, *, force: bool = False) -> list[Path]:
     Without ``force`` nothing is written when any of the files exists already, and the
     error lists them.
     """
+    if folder.exists() and not folder.is_dir():
+        raise ScaffoldError(f"{folder} is a file, not a folder; choose another folder")
     targets = [folder / path for path in plan.files]
     existing = [path for path in targets if path.exists()]
     if existing and not force:
@@ -34,11 +36,17 @@ def write_plan(plan: Plan, folder: Path, *, force: bool = False) -> list[Path]:
     directories = [path for path in existing if path.is_dir()]
     if directories:
         raise ScaffoldError(f"{directories[0]} is a folder; remove it or choose another folder")
-    written = []
+    written: list[Path] = []
     for relative, text in plan.files.items():
         path = folder / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ScaffoldError(
+                f"cannot write {path}: {exc.strerror}"
+                + (f" (written before it: {len(written)} files)" if written else "")
+            ) from None
         written.append(path)
     return written
 

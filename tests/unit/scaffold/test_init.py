@@ -515,6 +515,19 @@ def test_cli_missing_sqlite_file(tmp_path: Path) -> None:
     assert "does not exist" in result.stderr
 
 
+def test_cli_bad_url_and_a_file_as_folder(tmp_path: Path, shop: str) -> None:
+    result = runner.invoke(app, ["init", str(tmp_path / "p"), "--url", "not a url"])
+    assert result.exit_code == 1
+    assert "--url is not a SQLAlchemy URL" in result.stderr
+    (tmp_path / "file").write_text("x")
+    result = runner.invoke(app, ["init", str(tmp_path / "file"), "--url", shop])
+    assert result.exit_code == 1
+    assert "is a file, not a folder" in result.stderr
+    result = runner.invoke(app, ["init", str(tmp_path / "p"), "--url", "oracle://u:pw@h/db"])
+    assert result.exit_code == 1
+    assert "not `oracle`" in result.stderr
+
+
 def test_scaffold_error_is_terminal() -> None:
     from dataplump.errors import TerminalError
 
