@@ -1,8 +1,9 @@
 """``dataplump init`` against real PostgreSQL and MariaDB, then the real stages on the result.
 
 PostgreSQL: five tables in their own schema (foreign keys, a key of two columns, a text
-key, mixed-case and spaced column names, numeric, jsonb, char(n), timestamptz and plain
-timestamp cursors), read by a login role made for the test (its password appears in no
+key, a mixed-case table name, mixed-case and spaced column names, numeric, jsonb,
+char(n), timestamptz and plain timestamp cursors), read by a login role made for the
+test (its password appears in no
 file). ``init`` writes the folder, ``config check --steps`` accepts it, and
 ``extract --once``, ``transform --once`` and ``load --once`` run as processes on the
 session's Kafka: every source row ends in the Delta lake, none in a DLQ or failed topic.
@@ -34,7 +35,7 @@ pytestmark = [pytest.mark.integration]
 
 runner = CliRunner()
 
-COUNTS = {"customers": 40, "products": 15, "orders": 120, "order_lines": 300, "events": 80}
+COUNTS = {"customers": 40, "Products": 15, "orders": 120, "order_lines": 300, "events": 80}
 
 PG_SCHEMA = """
 CREATE SCHEMA shop;
@@ -45,7 +46,7 @@ CREATE TABLE shop.customers (
   country char(2) NOT NULL,
   created_at timestamptz NOT NULL
 );
-CREATE TABLE shop.products (
+CREATE TABLE shop."Products" (
   sku text PRIMARY KEY,
   title text NOT NULL,
   price numeric(10,2) NOT NULL,
@@ -62,7 +63,7 @@ CREATE TABLE shop.orders (
 CREATE TABLE shop.order_lines (
   order_id bigint NOT NULL REFERENCES shop.orders (id),
   line integer NOT NULL,
-  sku text NOT NULL REFERENCES shop.products (sku),
+  sku text NOT NULL REFERENCES shop."Products" (sku),
   qty integer NOT NULL,
   PRIMARY KEY (order_id, line)
 );
@@ -92,7 +93,7 @@ def fill_postgres(conn: sa.Connection) -> None:
         ],
     )
     conn.execute(
-        sa.text("INSERT INTO shop.products VALUES (:s, :t, :p, :a, CAST(:m AS jsonb))"),
+        sa.text('INSERT INTO shop."Products" VALUES (:s, :t, :p, :a, CAST(:m AS jsonb))'),
         [
             {
                 "s": f"SKU-{i:03d}",
@@ -101,7 +102,7 @@ def fill_postgres(conn: sa.Connection) -> None:
                 "a": i % 5 != 0,
                 "m": None if i % 2 else '{"color": "red"}',
             }
-            for i in range(1, COUNTS["products"] + 1)
+            for i in range(1, COUNTS["Products"] + 1)
         ],
     )
     conn.execute(
@@ -239,7 +240,7 @@ def test_postgres_folder_runs_extract_transform_load(
         frame = pl.read_delta(str(lake / table))
         assert frame.height == count, (table, frame.height)
     customers = pl.read_delta(str(lake / "customers"))
-    example = next(t for t in COUNTS if (folder / "steps" / f"{t}.py").exists())
+    example = next(t for t in COUNTS if (folder / "steps" / f"{t.lower()}.py").exists())
     step_columns = set(pl.read_delta(str(lake / example)).columns)
     assert any(c.endswith("_length") or c.endswith("_text") for c in step_columns)
     assert any(c.endswith("_missing") for c in step_columns)
