@@ -58,6 +58,7 @@ class ReflectedTable:
     """Where the key comes from: ``primary key`` or ``unique constraint <name>``."""
     foreign_keys: tuple[ForeignKey, ...] = ()
     row_count: int = 0
+    """Rows of the table when it was reflected."""
     sample: pa.Table = field(default_factory=lambda: pa.table({}))
     """The first rows of a full read (in key order), at most the sample size."""
 
@@ -149,6 +150,14 @@ def reflect_database(
                 views = sorted(inspector.get_view_names(schema))
                 chosen = _choose(names, views, tables, schema)
                 catalog = {name: _catalog(inspector, name, schema) for name in chosen}
+            counts = {
+                name: int(
+                    conn.execute(
+                        sa.select(sa.func.count()).select_from(sa.table(name, schema=schema))
+                    ).scalar_one()
+                )
+                for name in chosen
+            }
     finally:
         engine.dispose()
     reflected: list[ReflectedTable] = []
@@ -156,6 +165,8 @@ def reflect_database(
     for name in chosen:
         key, key_source, foreign_keys = catalog[name]
         found = _reflect_table(url, schema, name, key, key_source, foreign_keys, sample_rows)
+        if isinstance(found, ReflectedTable):
+            found.row_count = counts[name]
         if isinstance(found, ReflectedTable):
             reflected.append(found)
         else:
@@ -251,14 +262,11 @@ def _reflect_table(
             sample = pa.Table.from_batches([first]) if first is not None else source.schema
             if isinstance(sample, pa.Schema):
                 sample = sample.empty_table()
-            count_sql = f"SELECT COUNT(*) FROM {source._table_sql()}"  # noqa: S608 - quoted
-            with source._connect(f"counting the rows of `{name}`") as conn:
-                row_count = int(conn.execute(sa.text(count_sql)).scalar_one())
     except (SourceError, TransientSourceError) as exc:
         if isinstance(exc, TransientSourceError):
             raise ScaffoldError(str(exc)) from None
         return Skipped(name, str(exc))
-    return ReflectedTable(name, columns, key, key_source, foreign_keys, row_count, sample)
+    return ReflectedTable(name, columns, key, key_source, foreign_keys, sample=sample)
 
 
 def _count_orphans(url: URL, schema: str | None, tables: list[ReflectedTable]) -> None:
