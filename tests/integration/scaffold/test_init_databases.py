@@ -312,9 +312,8 @@ MARIADB_SCHEMA = [
 ]
 
 
-@pytest.mark.mariadb
-def test_mariadb_reflection(tmp_path: Path, mariadb_url: str) -> None:
-    engine = sa.create_engine(mariadb_url, poolclass=NullPool)
+def fill_mariadb(url: str) -> None:
+    engine = sa.create_engine(url, poolclass=NullPool)
     rows: list[dict[str, Any]] = [
         {
             "i": i,
@@ -334,6 +333,11 @@ def test_mariadb_reflection(tmp_path: Path, mariadb_url: str) -> None:
             [{"i": i, "c": 1 + i % 30, "a": f"{i}.00"} for i in range(1, 61)],
         )
     engine.dispose()
+
+
+@pytest.mark.mariadb
+def test_mariadb_reflection(tmp_path: Path, mariadb_url: str) -> None:
+    fill_mariadb(mariadb_url)
     result = scaffold(mariadb_url, tmp_path / "p")
     assert result.problems == []
     by_name = {p.name: p for p in result.plan.proposals}
@@ -362,3 +366,31 @@ def test_mariadb_reflection(tmp_path: Path, mariadb_url: str) -> None:
     password = sa.make_url(mariadb_url).password or ""
     for path in result.written:
         assert f":{password}@" not in path.read_text()
+
+
+@pytest.mark.kafka
+@pytest.mark.mariadb
+@pytest.mark.slow
+def test_mariadb_folder_runs_extract_transform_load(
+    tmp_path: Path, mariadb_url: str, kafka_bootstrap: str
+) -> None:
+    fill_mariadb(mariadb_url)
+    folder = tmp_path / "m"
+    name = f"init_{uuid.uuid4().hex[:8]}"
+    result = scaffold(mariadb_url, folder, name=name)
+    assert result.problems == []
+    variable = result.plan.password_variable
+    assert variable is not None
+    password = quote(sa.make_url(mariadb_url).password or "", safe="")
+    env = stage_env(**{variable: password, "DATAPLUMP__KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap})
+    config = str(folder / "dataplump.yaml")
+    counts = {"customers": 30, "orders": 60}
+    extracted = run(["extract", "-c", config, "--once"], folder, env)
+    for table, count in counts.items():
+        assert row_of(extracted, table)[1:4] == [str(count), str(count), "0"], extracted
+    transformed = run(["transform", "-c", config, "--once"], folder, env)
+    for table, count in counts.items():
+        assert row_of(transformed, table)[1:4] == [str(count), str(count), "0"], transformed
+    run(["load", "-c", config, "--once"], folder, env)
+    for table, count in counts.items():
+        assert pl.read_delta(str(folder / "lake" / table)).height == count, table
