@@ -16,6 +16,7 @@ from dataplump import __version__
 from dataplump.cli import (
     config_cmd,
     extract_cmd,
+    init_cmd,
     kafka_cmd,
     lake_cmd,
     load_cmd,
@@ -36,6 +37,7 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.command("init")(init_cmd.init)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(kafka_cmd.app, name="kafka")
 app.command("extract")(extract_cmd.extract)
