@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ def worked_example(page: str) -> str:
 
 def run(script: str, folder: Path, port: int) -> subprocess.CompletedProcess[str]:
     bin_dir = str(Path(sys.executable).parent)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAPLUMP")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATAPLUMP", "SHOP_DB"))}
     env |= {"PATH": f"{bin_dir}:{env['PATH']}", "NO_COLOR": "1", "COLUMNS": "200"}
     return subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script.replace("39092", str(port))],
@@ -61,3 +62,19 @@ def test_extract_transform_load_examples(tmp_path: Path) -> None:
         assert "WRITE" in load.stdout
     finally:
         run("dataplump kafka down -c dataplump.yaml", tmp_path, port)
+
+
+def test_run_status_trace_replay_example(tmp_path: Path) -> None:
+    """docs/run.md: run --once on the sample, then status, trace and a dry replay."""
+    shutil.copytree(DOCS.parent / "examples" / "shop", tmp_path / "examples" / "shop")
+    port = free_port()
+    try:
+        done = run(worked_example("run.md"), tmp_path, port)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"started the managed Kafka broker at 127.0.0.1:{port}" in done.stdout
+        assert re.search(r"ledger \(every run\)", done.stdout), done.stdout
+        assert "gaps: {'customers': 0, 'products': 0, 'orders': 0, 'order_items': 0}" in done.stdout
+        assert re.search(r"orders id=1: in the source now", done.stdout), done.stdout
+        assert re.search(r"customers: 0 of \d+ would now pass; \d+ still fail", done.stdout)
+    finally:
+        run("dataplump kafka down -c examples/shop/dataplump.yaml", tmp_path, port)

@@ -119,6 +119,19 @@ def _check_name(name: str) -> str:
     return name
 
 
+_TABLE_NAME = re.compile(r"[A-Za-z0-9_-]{1,200}")
+
+
+def _check_table_name(name: str) -> str:
+    if not _TABLE_NAME.fullmatch(name):
+        raise ValueError(
+            f"table `{name}`: a table name becomes part of Kafka topic names"
+            f" (`<pipeline>.{name}.active`), which allow only letters, digits, `_` and `-`;"
+            " expose the table through a view with such a name"
+        )
+    return name
+
+
 def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
@@ -643,7 +656,9 @@ class PipelineConfig(_Model):
     """What this pipeline is called."""
     source: SourceConfig
     """The SQL database rows are extracted from."""
-    tables: dict[str, TableConfig] = Field(min_length=1)
+    tables: dict[Annotated[str, AfterValidator(_check_table_name)], TableConfig] = Field(
+        min_length=1
+    )
     """Source tables to move, by name (at least one)."""
     kafka: KafkaConfig = Field(default_factory=dict, validate_default=True)
     """The Kafka cluster, or the managed local broker."""
