@@ -139,6 +139,23 @@ class TransformCounts(StageCounts):
         )
 
 
+SUPERSEDED = "superseded"
+"""Name under which ``filtered`` counts the active records that a newer record of the
+same key in the same batch replaced (a row updated twice between two polls)."""
+
+
+def _newest_versions(messages: list[Message]) -> tuple[list[Message], int]:
+    """The messages without those a later message of the same key replaces, and how many
+    were dropped. The versions of a row are one key on one partition, in order, so the
+    last is the newest; transforming only it keeps a `unique` key rule about the data
+    (a step that duplicates rows), not about a row that changed twice."""
+    last = {key: i for i, m in enumerate(messages) if (key := m.key()) is not None}
+    if len(last) == len(messages):
+        return messages, 0
+    kept = [m for i, m in enumerate(messages) if (key := m.key()) is None or last[key] == i]
+    return kept, len(messages) - len(kept)
+
+
 def totals_key(table: str, slot: int) -> str:
     """Key of a slot's totals of ``table`` in ``<pipeline>.transform-state``."""
     return f"{table}@{slot}"
@@ -352,6 +369,7 @@ class Transformer:
         messages' value, key, headers, topic, partition and offset are read: a replay's
         dry run passes stand-ins for both (:mod:`dataplump.pipeline.replay`)."""
         counts = TransformCounts(table, consumed=len(messages), batches=1)
+        messages, superseded = _newest_versions(messages)
         failures: list[_Failure] = []
         inputs, decoded = self._decode(messages, failures)
         valid_out: pa.Table | None = None
@@ -399,6 +417,8 @@ class Transformer:
                 )
                 if result.output.num_rows == 0 and len(failures) >= len(messages):
                     counts.filtered.clear()  # every input is in the failed store instead
+        if superseded:
+            counts.filtered[SUPERSEDED] = superseded
         if valid_out is not None and valid_out.num_rows:
             counts.processed = self._produce_processed(producer, table, valid_out, lineage)
         counts.failed = self._produce_failed(producer, table, failures)

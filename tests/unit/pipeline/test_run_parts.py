@@ -115,3 +115,23 @@ def test_logs_mask_secrets_in_text_and_json(capsys: pytest.CaptureFixture[str]) 
     record = logging.LogRecord("x", logging.INFO, "", 0, "token=%s", ("abc",), None)
     RedactSecrets().filter(record)
     assert record.getMessage() == "token=***"
+
+
+class _Record:
+    def __init__(self, key: bytes | None, n: int) -> None:
+        self._key, self.n = key, n
+
+    def key(self) -> bytes | None:
+        return self._key
+
+
+def test_only_the_newest_version_of_a_key_in_a_poll_is_transformed() -> None:
+    from dataplump.pipeline.transform import _newest_versions
+
+    records = [_Record(b'{"id":1}', 0), _Record(b'{"id":2}', 1), _Record(None, 2)]
+    records += [_Record(b'{"id":1}', 3), _Record(None, 4), _Record(b'{"id":1}', 5)]
+    kept, dropped = _newest_versions(records)  # type: ignore[arg-type]
+    assert [r.n for r in kept] == [1, 2, 4, 5]  # type: ignore[attr-defined]
+    assert dropped == 2
+    same, none = _newest_versions(records[:2])  # type: ignore[arg-type]
+    assert (len(same), none) == (2, 0)
