@@ -138,8 +138,10 @@ class ReferenceTables:
                 from deltalake import DeltaTable
                 from deltalake.exceptions import DeltaError
 
+                from dataplump.sinks.delta import read_delta  # not to_pyarrow_table: see it
+
                 try:
-                    table = DeltaTable(str(config.delta)).to_pyarrow_table()
+                    table = read_delta(DeltaTable(str(config.delta)))
                 except DeltaError as exc:
                     raise ReferenceLoadError(
                         f"{what}: cannot read the Delta table {path}: {_line(exc)}"
