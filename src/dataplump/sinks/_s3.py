@@ -140,7 +140,6 @@ class S3Location:
             scheme=endpoint.scheme if endpoint else "https",
             allow_bucket_creation=False,
             allow_bucket_deletion=False,
-            retry_strategy=None,
         )
 
     @property
