@@ -155,9 +155,14 @@ class DeltaSink(Sink):
             raise
         except (DeltaError, OSError) as error:
             self.close()
-            raise library_error(
-                error, f"sink `{name}`: cannot read Delta table at {self.path}", self.place
-            ) from error
+            what = f"sink `{name}`: cannot read Delta table at {self.path}"
+            if self.place.s3 is not None:  # a network error is transient there
+                raise library_error(error, what, self.place) from error
+            raise SinkError(f"{what}: {error}") from error
+        except Exception as error:  # delta-rs raises plain Exception for I/O failures
+            self.close()
+            what = f"sink `{name}`: cannot read Delta table at {self.path}"
+            raise library_error(error, what, self.place) from error
         if self._table is not None:
             self._check_partitioning(self._table)
             self._app_ids = self._recorded_app_ids(self._table)
