@@ -1,4 +1,5 @@
-"""``dataplump lake``: compact, vacuum and show the history of the Delta tables of the lake."""
+"""``dataplump lake``: compact, vacuum and show the history of the Delta tables of the lake
+(local folders and ``s3://`` lakes alike)."""
 
 from __future__ import annotations
 
@@ -22,17 +23,32 @@ app = typer.Typer(
 OPS = ("_dlq", "_failed", "_alerts", "_runs")
 
 
-def _tables(config: Path, tables: list[str]) -> list[tuple[str, Path]]:
-    """(label, path) of every Delta table of the lake sinks (or of ``tables``)."""
+def _tables(config: Path, tables: list[str]) -> list[tuple[str, str, dict[str, str] | None]]:
+    """(label, location, storage options) of every Delta table of the lake sinks (or of
+    ``tables``); a location is a folder or an ``s3://`` URL."""
+    from deltalake import DeltaTable
+
+    from dataplump.sinks._lake import table_place
+
     pipeline: PipelineConfig = load_config(config)
     check_tables(pipeline, [t for t in tables if t not in OPS], config)
     found = []
     for table in tables or [*pipeline.tables, *OPS]:
         sinks = dict([pipeline.ops_sink]) if table in OPS else pipeline.sinks_of(table)
         for name, sink in sinks.items():
-            path = sink.path / table
-            if sink.kind == "delta" and (path / "_delta_log").is_dir():
-                found.append((f"{name}/{table}", path))
+            if sink.kind != "delta":
+                continue
+            place = table_place(sink, table)
+            options = place.storage_options
+            if place.local is not None:
+                exists = (place.local / "_delta_log").is_dir()
+            else:
+                try:
+                    exists = DeltaTable.is_deltatable(place.uri, options)
+                except Exception as error:  # delta-rs raises plain Exception for I/O failures
+                    fail(f"cannot reach {place.uri}: {' '.join(str(error).split())[:300]}")
+            if exists:
+                found.append((f"{name}/{table}", place.uri, options))
     if not found:
         fail(f"no Delta table written yet for {', '.join(tables) or 'this pipeline'} ({config})")
     return found
@@ -55,8 +71,8 @@ def compact(
 
     view = Table("table", "files added", "files removed", "version", box=None, padding=(0, 2))
     try:
-        for label, path in _tables(config, table):
-            result = compact_table(path, target_size)
+        for label, path, options in _tables(config, table):
+            result = compact_table(path, target_size, storage_options=options)
             view.add_row(
                 label, f"{result.files_added}", f"{result.files_removed}", f"{result.version}"
             )
@@ -87,8 +103,14 @@ def vacuum(
     from dataplump.sinks.lake import vacuum as vacuum_table
 
     try:
-        for label, path in _tables(config, table):
-            files = vacuum_table(path, dt.timedelta(hours=retention), dry_run=dry_run, force=force)
+        for label, path, options in _tables(config, table):
+            files = vacuum_table(
+                path,
+                dt.timedelta(hours=retention),
+                dry_run=dry_run,
+                force=force,
+                storage_options=options,
+            )
             verb = "would delete" if dry_run else "deleted"
             console.print(f"{label}: {verb} {len(files)} file(s)", markup=False)
     except DataPlumpError as exc:
@@ -109,12 +131,12 @@ def history(
     from dataplump.sinks.lake import history as table_history
 
     try:
-        for label, path in _tables(config, table):
+        for label, path, options in _tables(config, table):
             view = Table(title=label, title_justify="left", box=None, padding=(0, 2))
             for column in ("version", "time (UTC)", "operation", "rows added"):
                 view.add_column(column, no_wrap=True)
             view.add_column("offsets of", overflow="fold")
-            for commit in table_history(path, limit):
+            for commit in table_history(path, limit, storage_options=options):
                 view.add_row(
                     str(commit.version),
                     commit.timestamp.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),

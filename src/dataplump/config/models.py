@@ -481,13 +481,91 @@ class TransformConfig(_Model):
         return self._parsed.get(table, ())
 
 
+_S3_URL = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?")
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_s3_url(path: Path | str) -> bool:
+    """True for a lake ``path`` that is an ``s3://bucket/prefix`` URL (kept as text)."""
+    return isinstance(path, str) and path.startswith("s3://")
+
+
+def _lake_path(value: Any, info: ValidationInfo) -> Any:
+    """A local folder (resolved like every path) or an ``s3://bucket/prefix`` URL (kept as
+    text, without a trailing `/`)."""
+    if isinstance(value, str) and _URL_SCHEME.match(value):
+        match = _S3_URL.fullmatch(value.rstrip("/"))
+        if match is None:
+            raise ValueError(
+                "expected a local folder or `s3://bucket/prefix` (bucket: 3-63 lower-case"
+                " letters, digits, `.` or `-`); other URL schemes are not supported"
+            )
+        prefix = (match["prefix"] or "").strip("/")
+        if "//" in prefix:
+            raise ValueError("an S3 prefix cannot hold an empty folder name (`//`)")
+        return f"s3://{match['bucket']}/{prefix}" if prefix else f"s3://{match['bucket']}"
+    if isinstance(value, str | Path):
+        return _resolve(Path(value), info)
+    return value
+
+
+class S3Config(_Model):
+    """``sinks.<name>.s3:`` — how a `delta` or `parquet` sink reaches an `s3://` path.
+
+    Unset keys fall back to the standard AWS environment variables (`AWS_ACCESS_KEY_ID`,
+    `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL`)."""
+
+    endpoint_url: OptionalStr = None
+    """URL of an S3-compatible server (`http://127.0.0.1:9000` for MinIO); default: AWS."""
+    region: OptionalStr = None
+    """Region of the bucket (default: `AWS_REGION`, else `us-east-1`)."""
+    access_key_id: OptionalStr = None
+    """Access key id (default: `AWS_ACCESS_KEY_ID`)."""
+    secret_access_key: OptionalSecret = None
+    """Secret access key (default: `AWS_SECRET_ACCESS_KEY`). Secret."""
+    session_token: OptionalSecret = None
+    """Session token of temporary credentials (default: `AWS_SESSION_TOKEN`). Secret."""
+    allow_http: bool = False
+    """Allow a plain `http://` `endpoint_url` (a local test server); refused otherwise."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> S3Config:
+        if self.endpoint_url is not None:
+            if not re.match(r"https?://[^/\s]+", self.endpoint_url):
+                raise conflict(
+                    "expected a URL such as `https://s3.example.com` or `http://127.0.0.1:9000`",
+                    "endpoint_url",
+                )
+            if self.endpoint_url.startswith("http://") and not self.allow_http:
+                raise conflict(
+                    "a plain `http://` endpoint sends data unencrypted; use `https://`, or set"
+                    " `allow_http: true` for a local test server",
+                    "endpoint_url",
+                )
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            given, missing = (
+                ("access_key_id", "secret_access_key")
+                if self.secret_access_key is None
+                else ("secret_access_key", "access_key_id")
+            )
+            raise conflict(
+                f"`{given}` needs `{missing}` too (or leave both to the environment)", missing
+            )
+        return self
+
+
 class SinkConfig(_Model):
     """One entry of ``sinks:`` — a place curated rows are committed to, exactly once."""
 
     kind: SinkKind = "delta"
     """`delta` (Delta Lake tables), `parquet` (Parquet files) or `postgres` (a warehouse)."""
-    path: Path = Field(Path(".dataplump/lake"), validate_default=True)
-    """Folder of the lake for `delta` and `parquet` (relative to the pipeline file)."""
+    path: Annotated[Path | str, BeforeValidator(_lake_path)] = Field(
+        Path(".dataplump/lake"), validate_default=True
+    )
+    """Where the lake lives for `delta` and `parquet`: a folder (relative to the pipeline
+    file) or an `s3://bucket/prefix` URL (see `s3`)."""
+    s3: S3Config | None = None
+    """How to reach an `s3://` path: endpoint, region, credentials (see `S3Config`)."""
     url: Annotated[DatabaseUrl | None, BeforeValidator(_blank_to_none)] = None
     """SQLAlchemy URL of the warehouse; required for `postgres`. Secret: password masked."""
     mode: SinkMode = "merge"
@@ -499,10 +577,19 @@ class SinkConfig(_Model):
     """Let a column's type change in the curated table (rewrites the table); otherwise a
     changed type is refused with a clear message. A new nullable column is always added."""
 
-    _path = field_validator("path")(_resolve)
+    @property
+    def on_s3(self) -> bool:
+        """True when ``path`` is an ``s3://`` URL."""
+        return is_s3_url(self.path)
 
     @model_validator(mode="after")
     def _fits_kind(self) -> SinkConfig:
+        if self.s3 is not None and not self.on_s3:
+            raise conflict(
+                "`s3` is for a `delta` or `parquet` sink whose `path` is an `s3://bucket/prefix`"
+                " URL; remove it, or set `path` to an S3 URL",
+                "s3",
+            )
         if self.kind == "postgres":
             if self.url is None:
                 raise conflict(

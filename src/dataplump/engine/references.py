@@ -137,10 +137,13 @@ class ReferenceTables:
             else:
                 from deltalake import DeltaTable
                 from deltalake.exceptions import DeltaError
+                from polars.exceptions import PolarsError
+
+                from dataplump.sinks.delta import read_delta  # not to_pyarrow_table: see it
 
                 try:
-                    table = DeltaTable(str(config.delta)).to_pyarrow_table()
-                except DeltaError as exc:
+                    table = read_delta(DeltaTable(str(config.delta)))
+                except (DeltaError, PolarsError) as exc:
                     raise ReferenceLoadError(
                         f"{what}: cannot read the Delta table {path}: {_line(exc)}"
                     ) from None

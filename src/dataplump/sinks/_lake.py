@@ -10,8 +10,9 @@ import errno
 import fcntl
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,6 +26,10 @@ from dataplump.sinks.base import (
     SinkTarget,
     TransientSinkError,
 )
+
+if TYPE_CHECKING:
+    from dataplump.config.models import SinkConfig
+    from dataplump.sinks._s3 import S3Location
 
 LOCK_FILE = "_dataplump.lock"
 """Writer lock inside each table folder (a leading `_` hides it from Delta's vacuum and
@@ -40,6 +45,49 @@ def table_dir(path: Path, table: str) -> Path:
     return Path(path) / table
 
 
+@dataclass(frozen=True)
+class TablePlace:
+    """Where one lake table lives: a local folder, or an S3 prefix."""
+
+    uri: str
+    """What delta-rs and the messages take: the folder, or ``s3://bucket/prefix/<table>``."""
+    local: Path | None
+    """The folder of a local table (None on S3)."""
+    s3: S3Location | None
+    """The S3 location (None for a local table)."""
+
+    @property
+    def storage_options(self) -> dict[str, str] | None:
+        """delta-rs ``storage_options`` (None for a local table)."""
+        return None if self.s3 is None else self.s3.storage_options()
+
+
+def table_place(config: SinkConfig, table: str) -> TablePlace:
+    """Where table ``table`` of lake sink ``config`` lives (``<path>/<table>``)."""
+    path = config.path
+    if isinstance(path, str) and path.startswith("s3://"):
+        from dataplump.sinks._s3 import S3Location
+
+        where = S3Location.of(path, getattr(config, "s3", None)).child(table)
+        return TablePlace(where.url, None, where)
+    folder = table_dir(Path(path), table)
+    return TablePlace(str(folder), folder, None)
+
+
+def check_bucket(place: TablePlace) -> None:
+    """On S3, fail now with one line if the bucket is missing or the keys are refused
+    (skipped when the credentials are left to delta-rs: instance roles, profiles)."""
+    if place.s3 is None or not (place.s3.access_key_id and place.s3.secret_access_key):
+        return
+    from dataplump.sinks._s3 import S3Client
+
+    client = S3Client(place.s3)
+    try:
+        client.check_bucket()
+    finally:
+        client.close()
+
+
 def os_error(error: OSError, what: str) -> SinkError | TransientSinkError:
     """An :class:`OSError` met while ``what`` as a one-line sink error.
 
@@ -53,9 +101,19 @@ def os_error(error: OSError, what: str) -> SinkError | TransientSinkError:
     return TransientSinkError(f"{what}: {reason}{where}; nothing was committed, retry")
 
 
-def library_error(error: Exception, what: str) -> SinkError | TransientSinkError:
+def library_error(
+    error: Exception, what: str, place: TablePlace | None = None
+) -> SinkError | TransientSinkError:
     """An error of a storage library (delta-rs reports I/O errors as text) as a sink error."""
     text = " ".join(str(error).split())
+    if place is not None and place.s3 is not None:
+        from dataplump.sinks._s3 import classify_library_error
+
+        terminal = classify_library_error(text, place.s3)
+        if terminal is not None:
+            return SinkError(f"{what}: {terminal}")
+        if len(text) > 300:
+            text = text[:300] + " ..."
     if any(code in text for code in _TERMINAL_OS_ERROR):
         return SinkError(f"{what}: {text}; fix the sink `path` or its permissions")
     return TransientSinkError(f"{what}: {text}; nothing was committed, retry")

@@ -19,12 +19,33 @@ when the commit lands in ``_delta_log``, so a crash or kill -9 in between leaves
 
 Which partitions a table holds offsets of is recorded in every commit's ``commitInfo``
 (``dataplump.app_ids``), because delta-rs has no call listing application transactions.
+
+On S3 (``path: s3://bucket/prefix``) there is no ``flock``, so layer 1 is replaced by the
+commit itself, and the fence is as strong:
+
+- deltalake 1.6.6 writes every ``_delta_log/<version>.json`` with ``If-None-Match: *``
+  (seen on the wire; no ``AWS_S3_ALLOW_UNSAFE_RENAME`` nor DynamoDB lock is needed or
+  set), so two writers can never both create version N: the loser gets HTTP 412;
+- the loser's delta-rs then checks the commits that won against its own: a winning commit
+  carrying an application transaction with one of the loser's app ids fails the loser with
+  ``CommitFailedError`` ("Concurrent transaction"), which the sink raises as
+  :class:`TransientSinkError`; nothing of the loser is visible;
+- on the retry, layer 2 drops the rows the winner committed.
+
+So two loaders of the same partitions on S3 both run, but each offset range is committed
+once. A wrong bucket or refused keys are checked when the sink opens and reported in one
+line (:class:`SinkError`).
+
+Tables are read (a type change rewrite, the lineage fallback of :meth:`_recorded_app_ids`)
+with polars, not ``DeltaTable.to_pyarrow_table()``: in deltalake 1.6.6 that call (and
+``to_pyarrow_dataset()``) makes the process abort at interpreter exit.
 """
 
 from __future__ import annotations
 
 import json
 import weakref
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -36,6 +57,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from dataplump.sinks._lake import (
     TableLock,
     app_id,
+    check_bucket,
     check_columns,
     drop_committed,
     library_error,
@@ -43,7 +65,7 @@ from dataplump.sinks._lake import (
     os_error,
     parse_app_id,
     refuse_type_changes,
-    table_dir,
+    table_place,
     type_changes,
 )
 from dataplump.sinks.base import (
@@ -71,6 +93,22 @@ def delta_types(schema: pa.Schema) -> dict[str, str]:
     return {field.name: _type_name(field.type) for field in fields}
 
 
+def read_delta(table: DeltaTable, columns: list[str] | None = None) -> pa.Table:
+    """The rows of ``table`` (its loaded version) as Arrow, typed as the table's schema.
+
+    Reads with polars: ``DeltaTable.to_pyarrow_table()`` of deltalake 1.6.6 aborts the
+    process at interpreter exit (10 runs in 10 here; ``to_pyarrow_dataset()`` 5 in 10).
+    polars widens strings and lists to their large variants; they are cast back.
+    """
+    import polars as pl
+
+    schema = pa.schema(table.schema().to_arrow())
+    if columns is not None:
+        schema = pa.schema([schema.field(name) for name in columns])
+    read = pl.read_delta(table, version=table.version(), columns=columns).to_arrow()
+    return read.select(schema.names).cast(schema)
+
+
 def _type_name(kind: Any) -> str:
     name = getattr(kind, "type", None)
     return name if isinstance(name, str) else str(kind)
@@ -96,20 +134,35 @@ class DeltaSink(Sink):
                 f"sink `{name}`: table `{target.table}` is in merge mode but has no primary"
                 " key; give it `primary_key` or use `mode: append`"
             )
-        self.path = table_dir(config.path, target.table)
-        self._lock = TableLock(self.path, target.table)
-        self._finalizer = weakref.finalize(self, self._lock.release)
+        self.place = table_place(config, target.table)
+        self.path: Path | str = self.place.local or self.place.uri
+        """The table's folder, or its ``s3://`` URL."""
+        self._options = self.place.storage_options
+        self._lock = TableLock(self.place.local, target.table) if self.place.local else None
+        self._finalizer = weakref.finalize(self, self._lock.release if self._lock else _nothing)
         self._table: DeltaTable | None = None
         self._app_ids: set[str] = set()
         try:
-            self._table = DeltaTable(str(self.path))
+            check_bucket(self.place)
+            self._table = DeltaTable(self.place.uri, storage_options=self._options)
         except TableNotFoundError:
             pass
+        except SinkError as error:
+            self.close()
+            raise SinkError(f"sink `{name}`: {error}") from error
+        except TransientSinkError:
+            self.close()
+            raise
         except (DeltaError, OSError) as error:
             self.close()
-            raise SinkError(
-                f"sink `{name}`: cannot read Delta table at {self.path}: {error}"
-            ) from error
+            what = f"sink `{name}`: cannot read Delta table at {self.path}"
+            if self.place.s3 is not None:  # a network error is transient there
+                raise library_error(error, what, self.place) from error
+            raise SinkError(f"{what}: {error}") from error
+        except Exception as error:  # delta-rs raises plain Exception for I/O failures
+            self.close()
+            what = f"sink `{name}`: cannot read Delta table at {self.path}"
+            raise library_error(error, what, self.place) from error
         if self._table is not None:
             self._check_partitioning(self._table)
             self._app_ids = self._recorded_app_ids(self._table)
@@ -160,7 +213,7 @@ class DeltaSink(Sink):
         except OSError as error:
             raise os_error(error, what) from error
         except Exception as error:  # delta-rs raises plain Exception for I/O failures
-            raise library_error(error, what) from error
+            raise library_error(error, what, self.place) from error
         self._app_ids = ids
         return WriteResult(rows.num_rows, skipped, self.version)
 
@@ -170,10 +223,10 @@ class DeltaSink(Sink):
         partition_by = list(self.target.partition_by) or None
         if table is None:
             write_deltalake(
-                str(self.path), rows, mode="append", partition_by=partition_by,
-                commit_properties=props,
+                self.place.uri, rows, mode="append", partition_by=partition_by,
+                commit_properties=props, storage_options=self._options,
             )  # fmt: skip
-            self._table = DeltaTable(str(self.path))
+            self._table = DeltaTable(self.place.uri, storage_options=self._options)
             return
         stored = pa.schema(table.schema().to_arrow())
         if rows.num_rows == 0:  # only offsets advance (a merge of nothing commits nothing)
@@ -212,7 +265,7 @@ class DeltaSink(Sink):
         props: CommitProperties,
     ) -> None:
         """Apply ``rows`` by rewriting the table with the new column types (one commit)."""
-        current = table.to_pyarrow_table()
+        current = read_delta(table)
         for column in changed:
             position = current.schema.get_field_index(column)
             try:
@@ -249,14 +302,20 @@ class DeltaSink(Sink):
     # -- reading state ----------------------------------------------------------------------
 
     def _refresh(self) -> DeltaTable | None:
-        if self._table is None:
-            try:
-                self._table = DeltaTable(str(self.path))
-            except TableNotFoundError:
-                return None
-            self._app_ids |= self._recorded_app_ids(self._table)
-        else:
-            self._table.update_incremental()
+        try:
+            if self._table is None:
+                try:
+                    self._table = DeltaTable(self.place.uri, storage_options=self._options)
+                except TableNotFoundError:
+                    return None
+                self._app_ids |= self._recorded_app_ids(self._table)
+            else:
+                self._table.update_incremental()
+        except OSError as error:
+            raise os_error(error, f"sink `{self.name}`: cannot read Delta table") from error
+        except Exception as error:  # delta-rs raises plain Exception for I/O failures
+            what = f"sink `{self.name}`: cannot read Delta table `{self.target.table}`"
+            raise library_error(error, what, self.place) from error
         return self._table
 
     @staticmethod
@@ -279,7 +338,7 @@ class DeltaSink(Sink):
         names = pa.schema(table.schema().to_arrow()).names
         if TOPIC not in names or PARTITION not in names:
             return set()
-        pairs = table.to_pyarrow_table(columns=[TOPIC, PARTITION]).group_by([TOPIC, PARTITION])
+        pairs = read_delta(table, [TOPIC, PARTITION]).group_by([TOPIC, PARTITION])
         found = pairs.aggregate([]).to_pylist()
         return {app_id(row[TOPIC], row[PARTITION]) for row in found if row[TOPIC] is not None}
 
@@ -294,6 +353,10 @@ class DeltaSink(Sink):
             )
 
 
+def _nothing() -> None:
+    """The release of a table without a lock file (on S3 the commit itself fences)."""
+
+
 def _with_stored_columns(rows: pa.Table, stored: pa.Schema) -> pa.Table:
     """Add the stored columns the rows lack, as nulls (a merge needs every column)."""
     missing = [field for field in stored if field.name not in rows.column_names]
@@ -302,4 +365,4 @@ def _with_stored_columns(rows: pa.Table, stored: pa.Schema) -> pa.Table:
     return rows
 
 
-__all__ = ["DeltaSink", "delta_types"]
+__all__ = ["DeltaSink", "delta_types", "read_delta"]

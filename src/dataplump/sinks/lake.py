@@ -5,6 +5,9 @@ younger than the retention needs (and the orphans of crashed writes), ``history`
 the commits with the Kafka offsets each one committed. Each returns plain data the CLI
 prints. They may run while a loader writes: Delta's optimistic concurrency makes one of
 two conflicting commits fail, and the loader retries a failed commit.
+
+Each takes a table folder or an ``s3://bucket/prefix/<table>`` URL; for S3 pass the
+sink's ``storage_options`` (:func:`dataplump.sinks._lake.table_place` builds them).
 """
 
 from __future__ import annotations
@@ -51,22 +54,35 @@ class Commit:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
-def open_table(table: Path | str) -> DeltaTable:
-    """The Delta table at ``table`` (a folder ``<lake>/<table>``), or a clear :class:`SinkError`."""
+def open_table(table: Path | str, storage_options: dict[str, str] | None = None) -> DeltaTable:
+    """The Delta table at ``table`` (a folder ``<lake>/<table>`` or its ``s3://`` URL), or a
+    clear :class:`SinkError`."""
     try:
-        return DeltaTable(str(table))
+        return DeltaTable(str(table), storage_options=storage_options)
     except TableNotFoundError:
         raise SinkError(
             f"no Delta table at {table}; lake tables live at `<sink path>/<table>`"
         ) from None
     except (DeltaError, OSError) as error:
-        raise SinkError(f"cannot open Delta table {table}: {error}") from error
+        raise SinkError(f"cannot open Delta table {table}: {_line(error)}") from error
+    except Exception as error:  # delta-rs raises plain Exception for I/O failures
+        raise SinkError(f"cannot open Delta table {table}: {_line(error)}") from error
 
 
-def compact(table: Path | str, target_size: int | None = None) -> CompactResult:
+def _line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= 300 else text[:300] + " ..."
+
+
+def compact(
+    table: Path | str,
+    target_size: int | None = None,
+    *,
+    storage_options: dict[str, str] | None = None,
+) -> CompactResult:
     """Bin-pack the table's small files into files of about ``target_size`` bytes
     (default: the table's `delta.targetFileSize`, else 100 MiB). Readers see the same rows."""
-    delta = open_table(table)
+    delta = open_table(table, storage_options)
     try:
         metrics = delta.optimize.compact(target_size=target_size)
     except Exception as error:  # delta-rs raises plain Exception for I/O failures
@@ -84,6 +100,7 @@ def vacuum(
     *,
     dry_run: bool = False,
     force: bool = False,
+    storage_options: dict[str, str] | None = None,
 ) -> list[str]:
     """Delete files the table stopped using more than ``retention`` ago; returns their paths.
 
@@ -95,7 +112,7 @@ def vacuum(
             f"vacuum retention {retention} is below Delta's safe minimum of 7 days;"
             " pass force=True (CLI: --force) if no reader uses an older version"
         )
-    delta = open_table(table)
+    delta = open_table(table, storage_options)
     hours = int(retention.total_seconds() // 3600)
     try:
         return delta.vacuum(
@@ -105,9 +122,14 @@ def vacuum(
         raise library_error(error, f"cannot vacuum Delta table {table}") from error
 
 
-def history(table: Path | str, limit: int | None = None) -> list[Commit]:
+def history(
+    table: Path | str,
+    limit: int | None = None,
+    *,
+    storage_options: dict[str, str] | None = None,
+) -> list[Commit]:
     """The table's commits, newest first (at most ``limit``)."""
-    delta = open_table(table)
+    delta = open_table(table, storage_options)
     commits = []
     for entry in delta.history(limit):
         metrics = entry.get("operationMetrics") or {}

@@ -14,13 +14,33 @@ moment leaves either the old or the new manifest, never a half-written batch. Fi
 the manifest (a crashed write) are removed at the next write.
 
 Append only: merge mode is refused when the sink is opened (use the Delta sink to upsert).
+
+On S3 (``path: s3://bucket/prefix``) the layout is the same without the lock file; there is
+no rename, and no ``flock``, so the commit itself fences:
+
+- data files are written under their final names ``part-<uuid>-<n>.parquet`` (one PUT
+  each, through pyarrow's S3 filesystem); no reader sees them until a manifest lists them;
+- the manifest is one object, replaced with a conditional PUT: ``If-Match: <ETag>`` of the
+  manifest the write started from (``If-None-Match: *`` for the first commit). S3 applies
+  one of two concurrent replacements and answers 412 to the other, so a writer that lost
+  the race raises :class:`TransientSinkError`, deletes its files, and on the retry re-reads
+  the manifest and drops the rows the winner committed. A PUT is atomic: readers see the
+  old manifest or the new one;
+- the offsets are re-read from S3 at the start of every write (another loader may have
+  committed), and files no manifest lists are removed only when older than an hour (a
+  concurrent writer's files are not yet listed while it commits).
+
+The conditional PUT is signed by :mod:`dataplump.sinks._s3` (pyarrow has no conditional
+write), so a Parquet sink on S3 needs access keys (config or ``AWS_*`` variables).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import time
 import uuid
 import weakref
 from pathlib import Path
@@ -34,18 +54,31 @@ from dataplump.sinks._lake import (
     TableLock,
     check_columns,
     drop_committed,
+    library_error,
     os_error,
     refuse_type_changes,
-    table_dir,
+    table_place,
     type_changes,
 )
-from dataplump.sinks.base import Offsets, Sink, SinkError, SinkTarget, WriteResult
+from dataplump.sinks._s3 import S3Client, S3Location
+from dataplump.sinks.base import (
+    Offsets,
+    Sink,
+    SinkError,
+    SinkTarget,
+    TransientSinkError,
+    WriteResult,
+)
 
 if TYPE_CHECKING:
-    from dataplump.config.models import SinkConfig
+    from pyarrow.fs import FileSystem
+
+    from dataplump.config.models import S3Config, SinkConfig
 
 MANIFEST = "_dataplump_manifest.json"
 _FORMAT = 1
+_STRAY_AGE = 3600.0
+"""On S3, unlisted files younger than this (seconds) may be a concurrent write's: kept."""
 
 
 class ParquetSink(Sink):
@@ -65,13 +98,26 @@ class ParquetSink(Sink):
                 f" `{target.table}` asks for `{target.mode}`: set `mode: append` on the sink,"
                 " or use `kind: delta` to upsert by primary key"
             )
-        self.path = table_dir(config.path, target.table)
-        self._lock = TableLock(self.path, target.table)
-        self._finalizer = weakref.finalize(self, self._lock.release)
+        self.place = table_place(config, target.table)
+        self.path: Path | str = self.place.local or self.place.uri
+        """The table's folder, or its ``s3://`` URL."""
+        self._s3: _S3Table | None = None
+        self._lock: TableLock | None = None
+        if self.place.local is not None:
+            self._lock = TableLock(self.place.local, target.table)
+        else:
+            assert self.place.s3 is not None
+            try:
+                self._s3 = _S3Table(self.place.s3)
+            except SinkError as error:
+                raise SinkError(f"sink `{name}`: {error}") from error
+        self._finalizer = weakref.finalize(self, _release, self._lock, self._s3)
         try:
-            self._manifest = read_manifest(self.path)
-        except SinkError:
+            self._manifest = self._read_manifest()
+        except (SinkError, TransientSinkError) as error:
             self.close()
+            if isinstance(error, SinkError):
+                raise SinkError(f"sink `{name}`: {error}") from error
             raise
         stored = tuple(self._manifest["partition_by"])
         if self._manifest["files"] and stored != target.partition_by:
@@ -95,6 +141,8 @@ class ParquetSink(Sink):
         return int(self._manifest["version"])
 
     def committed(self) -> Offsets:
+        if self._s3 is not None:  # another loader may have committed since
+            self._manifest = self._read_manifest()
         return _offsets(self._manifest)
 
     def write(self, rows: pa.Table, offsets: Offsets) -> WriteResult:
@@ -106,27 +154,68 @@ class ParquetSink(Sink):
         check_columns(rows, self.target, self.target.table)
         schema = self._next_schema(rows.schema)
         what = f"sink `{self.name}`: cannot write Parquet table `{self.target.table}`"
+        if self._s3 is not None:
+            self._write_s3(self._s3, rows, schema, committed | advance, what)
+            return WriteResult(rows.num_rows, skipped, self.version)
+        assert self.place.local is not None
         try:
             self._clean()
             files = self._write_files(rows) if rows.num_rows else []
-            manifest = {
-                "format": _FORMAT,
-                "version": self.version + 1,
-                "partition_by": list(self.target.partition_by),
-                "schema": base64.b64encode(schema.serialize().to_pybytes()).decode("ascii"),
-                "files": [*self._manifest["files"], *files],
-                "offsets": [
-                    {"topic": t, "partition": p, "next": n}
-                    for (t, p), n in sorted((committed | advance).items())
-                ],
-            }
-            _replace_json(self.path / MANIFEST, manifest)
+            manifest = self._next_manifest(schema, files, committed | advance)
+            _replace_json(self.place.local / MANIFEST, manifest)
         except OSError as error:
             raise os_error(error, what) from error
         except pa.ArrowException as error:
             raise SinkError(f"{what}: {error}") from error
         self._manifest = manifest
         return WriteResult(rows.num_rows, skipped, self.version)
+
+    def _next_manifest(
+        self, schema: pa.Schema, files: list[dict[str, Any]], offsets: Offsets
+    ) -> dict[str, Any]:
+        return {
+            "format": _FORMAT,
+            "version": self.version + 1,
+            "partition_by": list(self.target.partition_by),
+            "schema": base64.b64encode(schema.serialize().to_pybytes()).decode("ascii"),
+            "files": [*self._manifest["files"], *files],
+            "offsets": [
+                {"topic": t, "partition": p, "next": n} for (t, p), n in sorted(offsets.items())
+            ],
+        }
+
+    def _read_manifest(self) -> dict[str, Any]:
+        if self._s3 is not None:
+            return self._s3.read_manifest()
+        assert self.place.local is not None
+        return read_manifest(self.place.local)
+
+    def _write_s3(
+        self, s3: _S3Table, rows: pa.Table, schema: pa.Schema, offsets: Offsets, what: str
+    ) -> None:
+        """Write the files, then swap the manifest with a conditional PUT (see the module)."""
+        written: list[str] = []
+        try:
+            s3.clean(self._manifest)
+            files = (
+                self._write_files(rows, s3.fs, s3.where.fs_path, written) if rows.num_rows else []
+            )
+            manifest = self._next_manifest(schema, files, offsets)
+            if not s3.commit(manifest):
+                raise TransientSinkError(
+                    f"{what}: another writer committed to it first (its manifest changed since"
+                    " this write read it); nothing of this write is visible, retry"
+                )
+        except (SinkError, TransientSinkError):
+            s3.delete(written)
+            raise
+        except OSError as error:
+            s3.delete(written)
+            raise library_error(error, what, self.place) from error
+        except pa.ArrowException as error:
+            s3.delete(written)
+            raise SinkError(f"{what}: {error}") from error
+        self._manifest = manifest
 
     def _next_schema(self, incoming: pa.Schema) -> pa.Schema:
         stored = _schema(self._manifest)
@@ -141,41 +230,57 @@ class ParquetSink(Sink):
         fields += [f for f in incoming if f.name not in old]
         return pa.schema(fields)
 
-    def _write_files(self, rows: pa.Table) -> list[dict[str, Any]]:
+    def _write_files(
+        self,
+        rows: pa.Table,
+        fs: FileSystem | None = None,
+        base: str | None = None,
+        written: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Write ``rows`` as Parquet files. Locally under staging names, fsynced and renamed;
+        on S3 (``fs`` and ``base`` given) under their final names (``written`` collects
+        them as they land, so a failed write can delete them)."""
         batch = uuid.uuid4().hex
-        written: list[str] = []
+        written = [] if written is None else written
         partitioning = None
         if self.target.partition_by:
             fields = [rows.schema.field(c) for c in self.target.partition_by]
             partitioning = ds.partitioning(pa.schema(fields), flavor="hive")
+        prefix = "part-" if fs is not None else ".staging-"
         ds.write_dataset(
             rows,
-            self.path,
+            base if base is not None else str(self.path),
+            filesystem=fs,
             format="parquet",
-            basename_template=f".staging-{batch}-{{i}}.parquet",
+            basename_template=f"{prefix}{batch}-{{i}}.parquet",
             partitioning=partitioning,
             existing_data_behavior="overwrite_or_ignore",
             file_visitor=lambda file: written.append(file.path),
         )
+        if fs is not None and base is not None:
+            return [{"path": path.removeprefix(base + "/")} for path in written]
+        assert self.place.local is not None
         files = []
         for staged in map(Path, written):
             _fsync(staged)
             final = staged.with_name(staged.name.replace(".staging-", "part-", 1))
             staged.rename(final)
-            files.append({"path": final.relative_to(self.path).as_posix()})
+            files.append({"path": final.relative_to(self.place.local).as_posix()})
         for folder in {Path(f).parent for f in written}:
             _fsync_dir(folder)
         return files
 
     def _clean(self) -> None:
         """Remove files of crashed writes: data files the manifest does not list."""
+        assert self.place.local is not None
+        folder = self.place.local
         listed = {f["path"] for f in self._manifest["files"]}
-        for file in self.path.rglob("*"):
+        for file in folder.rglob("*"):
             name = file.name
             if not file.is_file() or name in (MANIFEST, LOCK_FILE):
                 continue
             stray = name.startswith((".staging-", ".manifest-")) or (
-                name.endswith(".parquet") and file.relative_to(self.path).as_posix() not in listed
+                name.endswith(".parquet") and file.relative_to(folder).as_posix() not in listed
             )
             if stray:
                 file.unlink(missing_ok=True)
@@ -184,26 +289,117 @@ class ParquetSink(Sink):
 def read_manifest(path: Path) -> dict[str, Any]:
     """The manifest of the Parquet table at ``path`` (an empty one if it has none)."""
     try:
-        text = (path / MANIFEST).read_text(encoding="utf-8")
+        text = (path / MANIFEST).read_bytes()
     except FileNotFoundError:
-        return {"format": _FORMAT, "version": 0, "partition_by": [], "files": [], "offsets": []}
+        return _empty_manifest()
     except OSError as error:
         raise os_error(error, f"cannot read the manifest of Parquet table {path}") from error
+    return _parse_manifest(text, str(path))
+
+
+def _empty_manifest() -> dict[str, Any]:
+    return {"format": _FORMAT, "version": 0, "partition_by": [], "files": [], "offsets": []}
+
+
+def _parse_manifest(text: bytes, table: str) -> dict[str, Any]:
+    where = f"{table}/{MANIFEST}"
     try:
         manifest: dict[str, Any] = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise SinkError(f"manifest {path / MANIFEST} is not valid JSON: {error}") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise SinkError(f"manifest {where} is not valid JSON: {error}") from error
     if manifest.get("format") != _FORMAT:
-        raise SinkError(f"manifest {path / MANIFEST} has unknown format {manifest.get('format')}")
+        raise SinkError(f"manifest {where} has unknown format {manifest.get('format')}")
     return manifest
 
 
-def read_parquet_table(path: Path | str, columns: list[str] | None = None) -> pa.Table:
-    """The committed rows of the Parquet table at ``path``: only the files its manifest
+class _S3Table:
+    """A Parquet table's S3 side: the manifest with its ETag, files, stray clean-up."""
+
+    def __init__(self, where: S3Location) -> None:
+        self.where = where
+        self.client = S3Client(where)
+        try:
+            self.client.check_bucket()
+        except BaseException:
+            self.client.close()
+            raise
+        self.fs = where.filesystem()
+        self._key = f"{where.key}/{MANIFEST}"
+        self._etag: str | None = None
+
+    def read_manifest(self) -> dict[str, Any]:
+        found = self.client.get(self._key)
+        if found is None:
+            self._etag = None
+            return _empty_manifest()
+        self._etag = found.etag
+        return _parse_manifest(found.body, self.where.url)
+
+    def commit(self, manifest: dict[str, Any]) -> bool:
+        """Replace the manifest if nobody did since it was read; False if someone did."""
+        body = json.dumps(manifest, separators=(",", ":")).encode()
+        etag = self.client.put_if(self._key, body, self._etag)
+        if etag is None:
+            return False
+        self._etag = etag
+        return True
+
+    def delete(self, paths: list[str]) -> None:
+        """Best effort: remove files of a write that did not commit."""
+        for path in paths:
+            with contextlib.suppress(OSError):  # else an orphan, cleaned an hour later
+                self.fs.delete_file(path)
+
+    def clean(self, manifest: dict[str, Any]) -> None:
+        """Remove data files no manifest lists that are older than an hour."""
+        from pyarrow.fs import FileSelector, FileType
+
+        base = self.where.fs_path
+        listed = {f["path"] for f in manifest["files"]}
+        cutoff = time.time() - _STRAY_AGE
+        selector = FileSelector(base, allow_not_found=True, recursive=True)
+        for info in self.fs.get_file_info(selector):
+            relative = info.path.removeprefix(base + "/")
+            stray = (
+                info.type == FileType.File
+                and info.path.endswith(".parquet")
+                and relative not in listed
+                and info.mtime is not None
+                and info.mtime.timestamp() < cutoff
+            )
+            if stray:
+                self.delete([info.path])
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _release(lock: TableLock | None, s3: _S3Table | None) -> None:
+    if lock is not None:
+        lock.release()
+    if s3 is not None:
+        s3.close()
+
+
+def read_parquet_table(
+    path: Path | str, columns: list[str] | None = None, *, s3: S3Config | None = None
+) -> pa.Table:
+    """The committed rows of the Parquet table at ``path`` (a folder, or an
+    ``s3://bucket/prefix/<table>`` URL reached with ``s3``): only the files its manifest
     lists, with the table's latest schema (columns added later read as null in older files).
     """
-    folder = Path(path)
-    manifest = read_manifest(folder)
+    fs: FileSystem | None = None
+    if isinstance(path, str) and path.startswith("s3://"):
+        where = S3Location.of(path, s3)
+        fs, base = where.filesystem(), where.fs_path
+        try:
+            with fs.open_input_stream(f"{base}/{MANIFEST}") as stream:
+                manifest = _parse_manifest(stream.read(), where.url)
+        except FileNotFoundError:
+            manifest = _empty_manifest()
+    else:
+        base = str(path)
+        manifest = read_manifest(Path(path))
     schema = _schema(manifest)
     if schema is None:
         return pa.table({})
@@ -212,11 +408,12 @@ def read_parquet_table(path: Path | str, columns: list[str] | None = None) -> pa
         fields = [schema.field(c) for c in manifest["partition_by"]]
         partitioning = ds.partitioning(pa.schema(fields), flavor="hive")
     dataset = ds.dataset(
-        [str(folder / f["path"]) for f in manifest["files"]],
+        [f"{base}/{f['path']}" for f in manifest["files"]],
         schema=schema,
         format="parquet",
+        filesystem=fs,
         partitioning=partitioning,
-        partition_base_dir=str(folder),
+        partition_base_dir=base,
     )
     return dataset.to_table(columns=columns)
 

@@ -13,7 +13,7 @@ import pytest
 from deltalake import DeltaTable
 
 from dataplump.sinks import SinkError, TransientSinkError, open_sink
-from dataplump.sinks.delta import DeltaSink
+from dataplump.sinks.delta import DeltaSink, read_delta
 from tests.unit.sinks.helpers import TOPIC_NAME, by_id, config, rows, target
 
 P0 = (TOPIC_NAME, 0)
@@ -28,7 +28,7 @@ def merge_sink(tmp_path: Path) -> Iterator[DeltaSink]:
 
 
 def read(tmp_path: Path, table: str = "orders") -> pa.Table:
-    return DeltaTable(str(tmp_path / table)).to_pyarrow_table()
+    return read_delta(DeltaTable(str(tmp_path / table)))
 
 
 def test_open_sink_dispatches_on_kind(tmp_path: Path) -> None:
@@ -53,7 +53,7 @@ def test_append_adds_every_row_and_stores_offsets(tmp_path: Path) -> None:
 def test_merge_newest_offset_wins_within_and_across_batches(merge_sink: DeltaSink) -> None:
     merge_sink.write(rows([1, 2, 1], [0, 1, 2], ["old", "b", "new"]), {P0: 3})
     merge_sink.write(rows([2, 3, 2], [5, 3, 4], ["b5", "c", "b4"]), {P0: 6})
-    table = DeltaTable(str(merge_sink.path)).to_pyarrow_table()
+    table = read_delta(DeltaTable(str(merge_sink.path)))
     assert by_id(table) == {1: "new", 2: "b5", 3: "c"}
 
 
@@ -127,8 +127,8 @@ def test_partitioning_from_target(tmp_path: Path) -> None:
     sink.write(rows([1], [3], ["moved"]), {P0: 4})
     delta = DeltaTable(str(sink.path))
     assert delta.metadata().partition_columns == ["region"]
-    assert {p.name for p in sink.path.iterdir() if p.is_dir()} >= {"region=eu", "region=us"}
-    assert by_id(delta.to_pyarrow_table()) == {1: "moved", 2: "s2", 3: "s3"}
+    assert {p.name for p in Path(sink.path).iterdir() if p.is_dir()} >= {"region=eu", "region=us"}
+    assert by_id(read_delta(delta)) == {1: "moved", 2: "s2", 3: "s3"}
     sink.close()
     with pytest.raises(SinkError, match=r"partitioned by \['region'\] but the config says \[\]"):
         DeltaSink("lake", config(tmp_path), target("merge"))

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from dataplump.sinks import SinkError, TransientSinkError, open_sink
@@ -50,8 +51,8 @@ def test_files_outside_the_manifest_are_invisible_and_cleaned(tmp_path: Path) ->
     folder = tmp_path / "orders"
     manifest = (folder / MANIFEST).read_text()
     # a crashed write: a staged file, a renamed but uncommitted file, a temp manifest
-    pa.parquet.write_table(rows([8], [5]), folder / ".staging-x-0.parquet")
-    pa.parquet.write_table(rows([9], [6]), folder / "part-x-0.parquet")
+    pq.write_table(rows([8], [5]), folder / ".staging-x-0.parquet")
+    pq.write_table(rows([9], [6]), folder / "part-x-0.parquet")
     (folder / ".manifest-x.tmp").write_text("{")
     assert read_parquet_table(folder)["id"].to_pylist() == [1]
     assert (folder / MANIFEST).read_text() == manifest
