@@ -203,21 +203,23 @@ def _delta_version(
     when it was committed."""
     from deltalake import DeltaTable
 
-    from dataplump.sinks._lake import app_id, table_dir
+    from dataplump.sinks._lake import app_id, table_place
 
-    path = str(table_dir(sink.path, table))
+    place = table_place(sink, table)
+    path, options = place.uri, place.storage_options
     ident = app_id(str(row["_dp_topic"]), int(row["_dp_partition"]))
     offset = int(row["_dp_offset"])
     try:
-        low, high = 0, DeltaTable(path).version()
+        low, high = 0, DeltaTable(path, storage_options=options).version()
         while low < high:
             middle = (low + high) // 2
-            stored = DeltaTable(path, version=middle).transaction_version(ident)
+            at_version = DeltaTable(path, version=middle, storage_options=options)
+            stored = at_version.transaction_version(ident)
             if stored is not None and stored > offset:
                 high = middle
             else:
                 low = middle + 1
-        stamp = DeltaTable(path, version=low).history(1)[0]["timestamp"]
+        stamp = DeltaTable(path, version=low, storage_options=options).history(1)[0]["timestamp"]
         return low, datetime.fromtimestamp(stamp / 1000, UTC)
     except Exception:  # an old version vacuumed away: the version is only a detail
         return None, None

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow as pa
 
-from dataplump.sinks._lake import table_dir
+from dataplump.sinks._lake import table_place
 from dataplump.sinks.base import SinkError
 
 if TYPE_CHECKING:
@@ -32,8 +32,8 @@ def read_table(config: SinkConfig, table: str, columns: list[str] | None = None)
     if config.kind == "parquet":
         from dataplump.sinks.parquet import read_parquet_table
 
-        path = table_dir(config.path, table)
-        data = read_parquet_table(path, columns if columns else None)
+        place = table_place(config, table)
+        data = read_parquet_table(place.uri, columns if columns else None, s3=config.s3)
         return pl.DataFrame() if data.num_columns == 0 else pl.from_arrow(data)  # type: ignore[return-value]
     if config.kind == "postgres":
         return _read_postgres(config, table, columns)
@@ -66,18 +66,18 @@ def _read_delta(
     from deltalake import DeltaTable
     from deltalake.exceptions import DeltaError, TableNotFoundError
 
-    path = table_dir(config.path, table)
+    place = table_place(config, table)
     try:
-        stored = DeltaTable(str(path))
+        stored = DeltaTable(place.uri, storage_options=place.storage_options)
     except TableNotFoundError:
         return pl.DataFrame()
     except (DeltaError, OSError) as error:
-        raise SinkError(f"cannot read Delta table {path}: {error}") from error
+        raise SinkError(f"cannot read Delta table {place.uri}: {error}") from error
     names = pa.schema(stored.schema().to_arrow()).names
     wanted = [c for c in columns if c in names] if columns else names
     # polars reads the files itself: deltalake 1.6.6's to_pyarrow_table() can abort the
     # process at exit.
-    scan = pl.scan_delta(str(path))
+    scan = pl.scan_delta(place.uri, storage_options=place.storage_options)
     if count_only:
         return scan.select(pl.len()).collect()
     frame = scan.select(wanted).collect()
