@@ -368,8 +368,16 @@ def consume_batch(client: Consumer, max_records: int, timeout: float) -> list[Me
         raise wrap_kafka_error(exc, "consuming") from None
     for msg in messages:
         err = msg.error()
-        if err is not None and err.code() != KafkaError._PARTITION_EOF:
-            raise wrap_kafka_error(err, f"consuming {msg.topic()}")
+        if err is None or err.code() == KafkaError._PARTITION_EOF:
+            continue
+        if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            # a topic created a moment ago (by this stage, or the one before) that the
+            # consumer's metadata does not show yet: it will, keep polling
+            _librdkafka_log.debug(
+                "%s: %s; waiting for the topic's metadata", msg.topic(), err.str()
+            )
+            continue
+        raise wrap_kafka_error(err, f"consuming {msg.topic()}")
     return [m for m in messages if m.error() is None]
 
 

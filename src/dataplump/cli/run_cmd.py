@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -152,11 +153,17 @@ def run(
             )
     lag_at = [0.0]
 
+    lag_reader: threading.Thread | None = None
+
     def tick() -> None:
+        nonlocal lag_reader
         now = time.monotonic()
-        if not once and now - lag_at[0] > 5:
-            lag_at[0] = now
-            lag.update(_lag(pipeline, bootstrap))
+        if not once and now - lag_at[0] > 5 and (lag_reader is None or not lag_reader.is_alive()):
+            lag_at[0] = now  # read in the background: a slow broker must not freeze the view
+            lag_reader = threading.Thread(
+                target=lambda: lag.update(_lag(pipeline, bootstrap)), daemon=True
+            )
+            lag_reader.start()
         if live is not None:
             live.update(_view(tally, supervisor, lag))
         elif now - plain_at[0] > PLAIN_EVERY:

@@ -165,12 +165,13 @@ class Supervisor:
         state.started_at = time.monotonic()
         state.next_start = None
 
-    def _drain_events(self, timeout: float) -> None:
+    def _drain_events(self, timeout: float, limit: int = 500) -> None:
+        """Handle the events waiting (at most ``limit``, so a view keeps refreshing)."""
         try:
             event: Event = self._events.get(timeout=timeout)
         except queue.Empty:
             return
-        while True:
+        for _ in range(limit):
             kind, stage, payload = event
             state = self.states.get(stage)
             if state is not None and kind in ("done", "error", "fatal"):

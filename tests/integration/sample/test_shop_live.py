@@ -62,12 +62,8 @@ def test_live_growth_with_the_run_tree_killed(tmp_path: Path, kafka_bootstrap: s
     )  # fmt: skip
     first = Command(*run_args, logs=logs, cwd=tmp_path, label="run1", env=env)
     try:
-        deadline = time.monotonic() + 240
-        while curated(lake, "orders").height == 0:
-            assert time.monotonic() < deadline, first.output
-            assert first.process.poll() is None, first.output
-            time.sleep(1)
-        time.sleep(10)  # growth flowing through every stage
+        time.sleep(45)  # half way through the growth: every stage is busy
+        assert first.process.poll() is None, first.output
     finally:
         first.kill_tree()
     second = Command(*run_args, logs=logs, cwd=tmp_path, label="run2", env=env)
@@ -75,7 +71,7 @@ def test_live_growth_with_the_run_tree_killed(tmp_path: Path, kafka_bootstrap: s
         grown = grow.wait(180)
         assert grown.returncode == 0, grown.describe()
         engine = sa.create_engine(url)
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 420
         while True:
             with engine.connect() as conn:
                 want = {t: valid_rows(conn, t) for t in TABLES}
