@@ -35,9 +35,11 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dataplump.errors import TerminalError
 
@@ -162,6 +164,41 @@ def _polars(column: pa.ChunkedArray, expr: pl.Expr) -> pa.ChunkedArray:
     frame = pl.from_arrow(pa.table({"c": column}))
     assert isinstance(frame, pl.DataFrame)
     return frame.select(expr).to_arrow().column(0)
+
+
+RecordHeaders = Sequence[tuple[str, bytes | None]] | None
+"""One record's headers as confluent-kafka's ``Message.headers()`` returns them."""
+
+_HEADER_LIST = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
+
+
+def header_columns(
+    headers: Sequence[RecordHeaders], names: Sequence[str]
+) -> dict[str, pa.BinaryArray]:
+    """Per header name, its value in each record (null where the record lacks it or its
+    value is null; the last one where a record repeats it), as one Arrow array.
+
+    The headers of all records become one Arrow list array in one call, and each name is
+    picked with Arrow compute: no Python loop per record.
+
+    >>> header_columns([[("dp.run", b"r1")], None], ["dp.run", "dp.pk"])["dp.run"].to_pylist()
+    [b'r1', None]
+    """
+    lists = pa.array(headers, _HEADER_LIST)  # None (no headers) becomes a null list
+    pairs = lists.flatten()
+    owner = pc.list_parent_indices(lists).to_numpy()
+    keys, values = pairs.field("key"), pairs.field("value")
+    picked: dict[str, pa.BinaryArray] = {}
+    for name in names:
+        hit = pc.fill_null(pc.equal(keys, name), False)
+        rows = owner[hit.to_numpy(zero_copy_only=False)]
+        if len(rows) == len(headers) and (rows[1:] > rows[:-1]).all():
+            picked[name] = values.filter(hit)  # once in every record: the usual case
+            continue
+        where = np.full(len(headers), -1, np.int64)
+        where[rows] = np.arange(len(rows))  # a repeated key: the last assignment wins
+        picked[name] = values.filter(hit).take(pa.array(where, mask=where < 0))
+    return picked
 
 
 def key_values(key: bytes) -> object:

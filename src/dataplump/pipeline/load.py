@@ -21,16 +21,19 @@ Every row keeps its lineage: ``_dp_source``, ``_dp_pk``, ``_dp_extracted_at``, `
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from dataplump.bus.kafka import (
@@ -40,7 +43,13 @@ from dataplump.bus.kafka import (
     log_bounds,
     wrap_kafka_error,
 )
-from dataplump.bus.records import HEADER_EXTRACTED_AT, HEADER_PK, HEADER_RUN, HEADER_SOURCE
+from dataplump.bus.records import (
+    HEADER_EXTRACTED_AT,
+    HEADER_PK,
+    HEADER_RUN,
+    HEADER_SOURCE,
+    header_columns,
+)
 from dataplump.bus.records import decode_rows as decode_values
 from dataplump.bus.schemas import HEADER_SCHEMA, SchemaRegistry
 from dataplump.config import PipelineConfig
@@ -179,12 +188,16 @@ class Loader:
                     if rewind:  # inside the retry: the sinks may still be unreachable
                         self._seek_to_sinks(client, client.assignment())
                         rewind = False
-                    messages = consume_batch(client, self.max_records, self.poll_timeout)
-                    if not messages:
+                    with _gc_paused():
+                        messages = consume_batch(client, self.max_records, self.poll_timeout)
+                        got = bool(messages)
+                        if got:
+                            self._load(client, messages)
+                        del messages  # freed before the collector is back (see _gc_paused)
+                    if not got:
                         if once and self._once_done(client, ends):
                             break
                         continue
-                    self._load(client, messages)
                     attempt = 1
                 except TransientError as exc:
                     if attempt >= MAX_ATTEMPTS:
@@ -216,22 +229,16 @@ class Loader:
 
     # -- one poll ------------------------------------------------------------------------
     def _load(self, client: Consumer, messages: list[Message]) -> None:
-        by_topic: dict[str, list[Message]] = defaultdict(list)
-        for message in messages:
-            by_topic[str(message.topic())].append(message)
-        for topic, batch in by_topic.items():
-            table, sinks = self._routes[topic]
-            rows = self._rows(topic, table, batch)
-            offsets: dict[tuple[str, int], int] = {}
-            for message in batch:
-                key = (topic, int(message.partition() or 0))
-                offsets[key] = max(offsets.get(key, 0), int(message.offset() or 0) + 1)
+        for batch in _Records.by_topic(messages):
+            table, sinks = self._routes[batch.topic]
+            rows = self._rows(batch, table)
+            offsets = batch.next_offsets()
             counts = self.counts[table]
             for sink in sinks:
                 result = sink.write(rows, offsets)
                 counts.loaded[sink.name] = counts.loaded.get(sink.name, 0) + result.written
                 counts.skipped += result.skipped
-            counts.consumed += len(batch)
+            counts.consumed += len(batch.messages)
             counts.batches += 1
             self.on_progress(counts)
         try:  # only to show the lag: the sinks hold the truth
@@ -239,38 +246,45 @@ class Loader:
         except KafkaException as exc:
             log.warning("committing the group's offsets failed (%s); the sinks hold them", exc)
 
-    def _rows(self, topic: str, table: str, messages: list[Message]) -> pa.Table:
+    def _rows(self, batch: _Records, table: str) -> pa.Table:
         """The records as rows of their table, lineage columns last."""
-        ops = table in OPS_TABLES
-        return _with_lineage(
-            _ops_rows(table, messages) if ops else self._decode(topic, messages), messages
-        )
+        if table in OPS_TABLES:
+            return _with_lineage(_ops_rows(table, batch.messages), batch)
+        return _with_lineage(self._decode(batch), batch)
 
-    def _decode(self, topic: str, messages: list[Message]) -> pa.Table:
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i, message in enumerate(messages):
-            header = _headers(message).get(HEADER_SCHEMA)
-            if header is None or message.value() is None:
-                raise LoadError(
-                    f"{topic} partition {message.partition()} offset {message.offset()}: "
-                    "the record has no value or no dp.schema header; it was not written by"
-                    " DataPlump's transformation"
-                )
-            groups[header.decode()].append(i)
+    def _decode(self, batch: _Records) -> pa.Table:
+        """The values of ``batch`` as one table, grouped by their ``dp.schema`` for decoding
+        (many records per call), back in record order."""
+        values = batch.values()
+        ids = batch.header(HEADER_SCHEMA)
+        if ids.null_count or None in values:
+            missing = ids.is_null().to_pylist()
+            first = next(i for i, v in enumerate(values) if v is None or missing[i])
+            message = batch.messages[first]
+            raise LoadError(
+                f"{batch.topic} partition {message.partition()} offset {message.offset()}: "
+                "the record has no value or no dp.schema header; it was not written by"
+                " DataPlump's transformation"
+            )
+        distinct = pc.unique(ids)
+        if len(distinct) == 1:
+            return self._decode_group(batch.topic, distinct[0].as_py(), values)  # type: ignore[arg-type]
         parts: list[pa.Table] = []
-        order: list[int] = []
-        for sid, indexes in groups.items():
-            schema = self.schemas.get(sid)
-            values = [messages[i].value() or b"" for i in indexes]
-            try:
-                parts.append(decode_values(values, schema))
-            except TerminalError as exc:
-                raise LoadError(f"{topic}: {exc}") from None
-            order += indexes
+        order: list[np.ndarray] = []
+        for sid in distinct.to_pylist():
+            indexes = np.flatnonzero(pc.equal(ids, sid).to_numpy(zero_copy_only=False))
+            group = list(map(values.__getitem__, indexes.tolist()))
+            parts.append(self._decode_group(batch.topic, sid, group))  # type: ignore[arg-type]
+            order.append(indexes)
         table = pa.concat_tables(parts, promote_options="permissive")
-        if order != sorted(order):  # several schemas in one poll: back to record order
-            table = table.take(pa.array(sorted(range(len(order)), key=order.__getitem__)))
-        return table
+        return table.take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
+
+    def _decode_group(self, topic: str, sid: bytes, values: list[bytes]) -> pa.Table:
+        schema = self.schemas.get(sid.decode())
+        try:
+            return decode_values(values, schema)
+        except TerminalError as exc:
+            raise LoadError(f"{topic}: {exc}") from None
 
     # -- offsets ---------------------------------------------------------------------------
     def _on_assign(self, client: Consumer, partitions: list[TopicPartition]) -> None:
@@ -353,30 +367,100 @@ class Loader:
         )
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while one poll is consumed and loaded.
+
+    A poll of 50,000 records makes about 450,000 container objects (messages, their
+    header lists and pairs) that all live until the poll is loaded: the collector would
+    run hundreds of times over them and promote them all, for nothing (they are freed
+    by reference counting). Cycles made meanwhile are collected after the poll.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def _headers(message: Message) -> dict[str, bytes]:
     pairs: Any = message.headers() or []
     return {str(k): v for k, v in pairs if isinstance(v, bytes)}
 
 
-def _with_lineage(data: pa.Table, messages: list[Message]) -> pa.Table:
+LINEAGE_HEADERS = (HEADER_SOURCE, HEADER_PK, HEADER_EXTRACTED_AT, HEADER_RUN)
+
+
+class _Records:
+    """The records of one topic in one poll, read field by field with C-level ``map``
+    calls (one Python object per record at most, no Python loop per record)."""
+
+    def __init__(self, topic: str, messages: list[Message]) -> None:
+        self.topic = topic
+        self.messages = messages
+        self.partitions = np.fromiter(map(Message.partition, messages), np.int32, len(messages))
+        self.offsets = np.fromiter(map(Message.offset, messages), np.int64, len(messages))
+        self._headers: dict[str, pa.BinaryArray] | None = None
+
+    @classmethod
+    def by_topic(cls, messages: list[Message]) -> list[_Records]:
+        names = list(map(Message.topic, messages))
+        distinct = set(names)
+        if len(distinct) == 1:
+            return [cls(str(names[0]), messages)]
+        labels = np.array(names, dtype=object)
+        batches = []
+        for topic in sorted(distinct, key=names.index):  # in order of first record
+            picked = np.flatnonzero(labels == topic).tolist()
+            batches.append(cls(str(topic), list(map(messages.__getitem__, picked))))
+        return batches
+
+    def values(self) -> list[bytes | None]:
+        return list(map(Message.value, self.messages))
+
+    def header(self, name: str) -> pa.BinaryArray:
+        """The value of header ``name`` in each record (null where it lacks it)."""
+        if self._headers is None:
+            headers: Any = list(map(Message.headers, self.messages))
+            self._headers = header_columns(headers, (*LINEAGE_HEADERS, HEADER_SCHEMA))
+        return self._headers[name]
+
+    def next_offsets(self) -> dict[tuple[str, int], int]:
+        """Per partition, the offset after its last record here."""
+        if len(self.partitions) and (self.partitions == self.partitions[0]).all():
+            return {(self.topic, int(self.partitions[0])): int(self.offsets.max()) + 1}
+        return {
+            (self.topic, int(p)): int(self.offsets[self.partitions == p].max()) + 1
+            for p in np.unique(self.partitions)
+        }
+
+
+def _text(values: pa.BinaryArray, what: str, batch: _Records) -> pa.Array:
+    try:
+        return values.cast(pa.string())
+    except pa.ArrowInvalid:
+        raise LoadError(
+            f"{batch.topic}: header {what} of a record is not UTF-8 text; it was not written"
+            " by DataPlump"
+        ) from None
+
+
+def _with_lineage(data: pa.Table, batch: _Records) -> pa.Table:
     """``data`` with the lineage columns of its records appended."""
-    headers = [_headers(m) for m in messages]
-
-    def text(name: str) -> pa.Array:
-        return pa.array([h[name].decode() if name in h else None for h in headers], pa.string())
-
-    extracted = pa.array(
-        [h[HEADER_EXTRACTED_AT].decode() if HEADER_EXTRACTED_AT in h else None for h in headers],
-        pa.string(),
-    ).cast(LINEAGE_COLUMNS["_dp_extracted_at"])
+    count = len(batch.messages)
     columns = {
-        "_dp_source": text(HEADER_SOURCE),
-        "_dp_pk": text(HEADER_PK),
-        "_dp_extracted_at": extracted,
-        "_dp_run": text(HEADER_RUN),
-        TOPIC: pa.array([m.topic() for m in messages], pa.string()),
-        PARTITION: pa.array([m.partition() for m in messages], pa.int32()),
-        OFFSET: pa.array([m.offset() for m in messages], pa.int64()),
+        "_dp_source": _text(batch.header(HEADER_SOURCE), HEADER_SOURCE, batch),
+        "_dp_pk": _text(batch.header(HEADER_PK), HEADER_PK, batch),
+        "_dp_extracted_at": _text(
+            batch.header(HEADER_EXTRACTED_AT), HEADER_EXTRACTED_AT, batch
+        ).cast(LINEAGE_COLUMNS["_dp_extracted_at"]),
+        "_dp_run": _text(batch.header(HEADER_RUN), HEADER_RUN, batch),
+        TOPIC: pa.repeat(pa.scalar(batch.topic, pa.string()), count),
+        PARTITION: pa.array(batch.partitions, pa.int32()),
+        OFFSET: pa.array(batch.offsets, pa.int64()),
     }
     for name, array in columns.items():
         if name in data.column_names:

@@ -1,4 +1,4 @@
-"""PostgreSQL warehouse sink: COPY into a temp table, upsert, offsets, one transaction.
+"""PostgreSQL warehouse sink: COPY (through a temp table to upsert), offsets, one transaction.
 
 Each :meth:`PostgresSink.write` is **one transaction** on one psycopg connection::
 
@@ -6,9 +6,11 @@ Each :meth:`PostgresSink.write` is **one transaction** on one psycopg connection
     CREATE SCHEMA / TABLE IF NOT EXISTS ...; ALTER TABLE ...   -- first batch, new columns
     SELECT topic, partition, next_offset FROM _dataplump_offsets WHERE sink_table = ...
         -- rows below these offsets are dropped (in Arrow), merge keeps the newest per key
+    COPY target (...) FROM STDIN (FORMAT csv)                  -- append: Arrow's CSV writer
+    -- merge: COPY into a temp table, then upsert from it
     CREATE TEMP TABLE _dp_stage (LIKE target) ON COMMIT DROP
-    COPY _dp_stage (...) FROM STDIN (FORMAT csv)               -- Arrow's C++ CSV writer
-    INSERT INTO target SELECT ... FROM _dp_stage [ON CONFLICT (pk) DO UPDATE SET ...]
+    COPY _dp_stage (...) FROM STDIN (FORMAT csv)
+    INSERT INTO target SELECT ... FROM _dp_stage ON CONFLICT (pk) DO UPDATE SET ...
     INSERT INTO _dataplump_offsets ... ON CONFLICT DO UPDATE SET next_offset = GREATEST(...)
     COMMIT
 
@@ -396,30 +398,36 @@ class PostgresSink(Sink):
     def _load(self, conn: psycopg.Connection[Any], rows: pa.Table) -> None:
         table = sql.Identifier(self.schema, self.target.table)
         names = sql.SQL(", ").join(sql.Identifier(n) for n in rows.column_names)
+        if self.mode == "append":  # nothing to reconcile: COPY straight into the table
+            self._copy(conn, table, names, rows)
+            return
         stage = sql.Identifier(_STAGE)
         conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(stage, table))
-        with conn.cursor() as cur:
-            with cur.copy(
-                sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(stage, names)
-            ) as copy:
-                for chunk in _csv_chunks(rows):
-                    copy.write(chunk)
-            insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
-                table, names, names, stage
+        self._copy(conn, stage, names, rows)
+        key = self.target.primary_key
+        rest = [n for n in rows.column_names if n not in key]
+        keys = sql.SQL(", ").join(map(sql.Identifier, key))
+        insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(table, names, names, stage)
+        if rest:
+            sets = sql.SQL(", ").join(
+                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(n), sql.Identifier(n))
+                for n in rest
             )
-            if self.mode == "merge":
-                key = self.target.primary_key
-                rest = [n for n in rows.column_names if n not in key]
-                keys = sql.SQL(", ").join(map(sql.Identifier, key))
-                if rest:
-                    sets = sql.SQL(", ").join(
-                        sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(n), sql.Identifier(n))
-                        for n in rest
-                    )
-                    insert += sql.SQL(" ON CONFLICT ({}) DO UPDATE SET {}").format(keys, sets)
-                else:
-                    insert += sql.SQL(" ON CONFLICT ({}) DO NOTHING").format(keys)
-            cur.execute(insert)
+            insert += sql.SQL(" ON CONFLICT ({}) DO UPDATE SET {}").format(keys, sets)
+        else:
+            insert += sql.SQL(" ON CONFLICT ({}) DO NOTHING").format(keys)
+        conn.execute(insert)
+
+    @staticmethod
+    def _copy(
+        conn: psycopg.Connection[Any], table: sql.Identifier, names: sql.Composable, rows: pa.Table
+    ) -> None:
+        with (
+            conn.cursor() as cur,
+            cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(table, names)) as copy,
+        ):
+            for chunk in _csv_chunks(rows):
+                copy.write(chunk)
 
 
 def _hash(text: str) -> int:
@@ -470,6 +478,11 @@ def _csv_ready(column: pa.ChunkedArray) -> pa.ChunkedArray:
         t = t.value_type
     if pa.types.is_string_view(t) or pa.types.is_null(t):
         return column.cast(pa.string())
+    if pa.types.is_timestamp(t) and t.tz is not None:
+        # Arrow's CSV writer formats a zoned timestamp through the time zone database
+        # (~12 µs a value): write the UTC wall time with an explicit `+00` instead (~1 µs).
+        utc = column.cast(pa.timestamp(t.unit)).cast(pa.string())
+        return pc.binary_join_element_wise(utc, "+00", "")
     if pa.types.is_binary_view(t) or pa.types.is_fixed_size_binary(t) or _is_binary(t):
         # bytea's text input: \x followed by hex digits.
         values = [None if v is None else "\\x" + v.hex() for v in column.to_pylist()]

@@ -10,7 +10,13 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from dataplump.bus.records import RecordDecodeError, decode_rows, encode_keys, encode_rows
+from dataplump.bus.records import (
+    RecordDecodeError,
+    decode_rows,
+    encode_keys,
+    encode_rows,
+    header_columns,
+)
 
 UTC = dt.UTC
 
@@ -91,3 +97,27 @@ def test_record_batches_and_empty_input() -> None:
 def test_undecodable_values_raise_a_terminal_error(value: bytes) -> None:
     with pytest.raises(RecordDecodeError, match="do not match the schema"):
         decode_rows([value], pa.schema([("id", pa.int64())]))
+
+
+def test_header_columns_pick_each_name_per_record() -> None:
+    same = [
+        [("dp.run", b"r1"), ("dp.pk", b'{"id":1}')],
+        [("dp.run", b"r1"), ("dp.pk", b'{"id":2}')],
+    ]
+    picked = header_columns(same, ["dp.pk", "dp.run", "dp.source"])
+    assert picked["dp.pk"].to_pylist() == [b'{"id":1}', b'{"id":2}']
+    assert picked["dp.run"].to_pylist() == [b"r1", b"r1"]
+    assert picked["dp.source"].to_pylist() == [None, None]
+
+
+def test_header_columns_of_mixed_layouts_missing_and_repeated_headers() -> None:
+    headers = [
+        [("a", b"1"), ("b", b"2")],
+        None,  # a record without headers
+        [("b", b"3"), ("a", None), ("b", b"4")],  # null value; `b` twice: the last wins
+        [("a", b"5")],
+    ]
+    picked = header_columns(headers, ["a", "b"])
+    assert picked["a"].to_pylist() == [b"1", None, None, b"5"]
+    assert picked["b"].to_pylist() == [b"2", None, b"4", None]
+    assert header_columns([], ["a"])["a"].to_pylist() == []
