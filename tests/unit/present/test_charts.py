@@ -44,7 +44,7 @@ def test_declared_chart_of_every_kind_renders_to_svg(kind: str) -> None:
     chart = ChartConfig(
         name=f"c_{kind}",
         sql="SELECT status, count(*) AS n, min(ordered_at) AS first FROM orders GROUP BY ALL",
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         x="status" if axis else None,
         y=None if kind == "table" else "n",
         color="status" if kind in ("bar", "scatter") else None,
