@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from dataplump.config import PipelineConfig
 
 COOKIE = "dataplump_session"
-OPEN_PATHS = ("/login", "/assets/", "/api/health")
+OPEN_PATHS = ("/login", "/assets/", "/api/health", "/favicon.ico")
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline';"
     " img-src 'self' data:; connect-src 'self'; font-src 'self';"
@@ -261,6 +261,10 @@ def create_app(config: PipelineConfig, source: DashboardData) -> FastAPI:
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
 
     @app.get("/assets/{name}", include_in_schema=False)
     def asset(name: str, request: Request) -> Response:

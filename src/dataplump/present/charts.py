@@ -29,7 +29,7 @@ def _data(rows: list[dict[str, Any]]) -> alt.Data:
     return alt.Data(values=rows)  # type: ignore[no-untyped-call]
 
 
-def _spec(chart: alt.TopLevelMixin, title: str | None = None) -> Spec:
+def _spec(chart: alt.TopLevelMixin, title: Any = None) -> Spec:
     if title is not None:
         chart = chart.properties(title=title)
     spec: Spec = chart.to_dict(validate=True)
@@ -207,7 +207,9 @@ def _kind_of(rows: list[dict[str, Any]], column: str) -> str:
 
 def declared_chart(chart: ChartConfig, rows: list[dict[str, Any]]) -> Spec:
     """A chart of ``present.charts`` over its query's rows."""
-    title = chart.title or chart.name
+    title: Any = chart.title or chart.name
+    if chart.description:
+        title = alt.TitleParams(title, subtitle=chart.description)
     base = alt.Chart(_data(rows))
     if chart.kind == "kpi":
         assert chart.y is not None

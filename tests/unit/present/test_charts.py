@@ -79,3 +79,15 @@ def test_time_column_becomes_a_temporal_axis() -> None:
 def test_png_for_reports() -> None:
     png = charts.to_png(page_specs()[0], width=400, scale=1)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_description_becomes_a_subtitle() -> None:
+    chart = ChartConfig(
+        name="n",
+        sql="SELECT count(*) AS n FROM orders",
+        kind="kpi",
+        y="n",
+        description="all of them",
+    )
+    spec = charts.declared_chart(chart, data.chart_rows(snapshot(), chart))
+    assert spec["title"] == {"text": "n", "subtitle": "all of them"}

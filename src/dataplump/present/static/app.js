@@ -19,6 +19,15 @@
   document.querySelectorAll("[data-spec]").forEach(draw);
   var refresh = document.body.getAttribute("data-refresh");
   if (refresh && Number(refresh) > 0) {
-    window.setTimeout(function () { window.location.reload(); }, Number(refresh) * 1000);
+    var reload = function () {
+      // not while someone types in a filter or reads an opened record
+      var busy = document.activeElement && /^(INPUT|SELECT|TEXTAREA)$/.test(document.activeElement.tagName);
+      if (busy || document.querySelector("details[open]")) {
+        window.setTimeout(reload, Number(refresh) * 1000);
+      } else {
+        window.location.reload();
+      }
+    };
+    window.setTimeout(reload, Number(refresh) * 1000);
   }
 })();
