@@ -592,8 +592,8 @@ def quality(snapshot: Snapshot) -> dict[str, Any]:
 
 
 def profile(snapshot: Snapshot, table: str) -> dict[str, Any]:
-    """An automatic profile of a curated table: per column its type, nulls, distinct
-    values, range and mean; a histogram of each numeric column and the top values of the
+    """An automatic profile of a curated table: per column its type, nulls and distinct
+    values (exact), range and mean; a histogram of each numeric column and the top values of the
     others (the first :data:`MAX_PROFILE_COLUMNS` columns that are not lineage)."""
     if table not in snapshot.curated:
         raise DashboardError(f"no curated table `{table}`")
@@ -601,17 +601,27 @@ def profile(snapshot: Snapshot, table: str) -> dict[str, Any]:
     if frame.width == 0:
         return {"table": table, "rows": 0, "columns": [], "distributions": {}}
     summary = snapshot.query(f"SUMMARIZE {_ident(table)}")
+    names = [row["column_name"] for row in summary]
+    exact = snapshot.query(
+        "SELECT "
+        + ", ".join(
+            f"count(*) - count({_ident(n)}) AS {_ident('n' + str(i))},"
+            f" count(DISTINCT {_ident(n)}) AS {_ident('d' + str(i))}"
+            for i, n in enumerate(names)
+        )
+        + f" FROM {_ident(table)}"
+    )[0]
+    rows = frame.height
     columns = []
-    for row in summary:
-        count = int(row.get("count") or 0)
-        nulls_share = float(row.get("null_percentage") or 0) / 100
+    for i, row in enumerate(summary):
+        nulls = int(exact[f"n{i}"])
         columns.append(
             {
                 "column": row["column_name"],
                 "type": row["column_type"],
-                "nulls": round(count * nulls_share),
-                "null_share": round(nulls_share, 4),
-                "distinct": row.get("approx_unique"),
+                "nulls": nulls,
+                "null_share": round(nulls / rows, 4) if rows else 0.0,
+                "distinct": int(exact[f"d{i}"]),
                 "min": row.get("min"),
                 "max": row.get("max"),
                 "mean": row.get("avg"),

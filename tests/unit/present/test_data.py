@@ -125,6 +125,8 @@ def test_profile_counts_nulls_distinct_and_distributions() -> None:
     assert found["rows"] == 10
     columns = {c["column"]: c for c in found["columns"]}
     assert columns["status"]["nulls"] == 1
+    assert columns["status"]["distinct"] == 2  # paid, new (null is not a value)
+    assert columns["id"]["distinct"] == 10
     assert columns["_dp_offset"]["lineage"] is True
     dists = found["distributions"]
     assert "_dp_offset" not in dists
