@@ -48,6 +48,8 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 TEMPLATES = Path(__file__).parent / "templates"
+PAGE_ROWS = 50
+"""Rejected records per page of the Data quality page."""
 
 
 def session_value(token: str) -> str:
@@ -180,6 +182,7 @@ def create_app(config: PipelineConfig, source: DashboardData) -> FastAPI:
         store: str | None = None,
         rule: str | None = None,
         q: str | None = None,
+        page_no: int = Query(0, alias="page", ge=0),
     ) -> HTMLResponse:
         shot = snapshot()
         found = data.quality(shot)
@@ -200,12 +203,21 @@ def create_app(config: PipelineConfig, source: DashboardData) -> FastAPI:
             store=filters["store"],
             rule=filters["rule"],
             search=filters["q"],
-            limit=100,
+            limit=PAGE_ROWS,
+            offset=page_no * PAGE_ROWS,
         )
+        shown = {k: v for k, v in filters.items() if v}
+        pages = {
+            "previous": urlencode({**shown, "page": page_no - 1}) if page_no > 0 else None,
+            "next": urlencode({**shown, "page": page_no + 1})
+            if (page_no + 1) * PAGE_ROWS < rejected["total"]
+            else None,
+            "first": page_no * PAGE_ROWS + 1,
+        }
         rules = sorted({r["rule"] for r in found["by_rule"]})
         return page(
             "quality.html", "Data quality", "/quality", shot=shot, specs=specs,
-            rejected=rejected, f=filters, tables=tables, rules=rules,
+            rejected=rejected, f=filters, tables=tables, rules=rules, pages=pages,
         )  # fmt: skip
 
     @app.get("/data", response_class=HTMLResponse, include_in_schema=False)

@@ -208,3 +208,19 @@ def test_openapi_documents_the_api_and_no_cdn_docs() -> None:
         assert path in paths
     assert "/" not in paths
     assert app.get("/docs").status_code == 404  # Swagger UI would load a CDN
+
+
+def test_quality_page_pages_through_rejected_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataplump.present import app as module
+
+    monkeypatch.setattr(module, "PAGE_ROWS", 3)
+    app = client()
+    first = app.get("/quality", params={"table": "orders"}).text
+    assert "records 1 to 3 of 3" in first
+    assert "older</a>" not in first
+    everything = app.get("/quality").text
+    assert "records 1 to 3 of 4" in everything
+    assert 'href="/quality?page=1"' in everything
+    second = app.get("/quality", params={"page": 1}).text
+    assert "records 4 to 4 of 4" in second
+    assert 'href="/quality?page=0"' in second
