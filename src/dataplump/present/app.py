@@ -144,9 +144,14 @@ def create_app(config: PipelineConfig, source: DashboardData) -> FastAPI:
         return HTMLResponse(html)
 
     def overview_data(shot: Snapshot) -> dict[str, Any]:
-        return data.overview(shot, config)
+        result: dict[str, Any] = shot.memo("overview", lambda: data.overview(shot, config))
+        return result
 
     def declared(shot: Snapshot, name: str, over: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = shot.memo(("chart", name), lambda: _declared(shot, name, over))
+        return result
+
+    def _declared(shot: Snapshot, name: str, over: dict[str, Any]) -> dict[str, Any]:
         chart = charts_by_name[name]
         used = data.chart_tables(chart, tables)
         entry: dict[str, Any] = {
@@ -163,6 +168,14 @@ def create_app(config: PipelineConfig, source: DashboardData) -> FastAPI:
         except DashboardError as exc:
             entry |= {"rows": [], "spec": None, "error": str(exc)}
         return entry
+
+    def profile_of(shot: Snapshot, table: str) -> dict[str, Any]:
+        result: dict[str, Any] = shot.memo(("profile", table), lambda: data.profile(shot, table))
+        return result
+
+    def quality_of(shot: Snapshot) -> dict[str, Any]:
+        result: dict[str, Any] = shot.memo("quality", lambda: data.quality(shot))
+        return result
 
     # --- pages ------------------------------------------------------------------------
 
@@ -185,7 +198,7 @@ def create_app(config: PipelineConfig, source: DashboardData) -> FastAPI:
         page_no: int = Query(0, alias="page", ge=0),
     ) -> HTMLResponse:
         shot = snapshot()
-        found = data.quality(shot)
+        found = quality_of(shot)
         specs = {
             "over_time": charts.rejects_over_time_chart(found["over_time"], found["bucket"]),
             "by_rule": charts.by_rule_chart(found["by_rule"]),
@@ -225,11 +238,14 @@ def create_app(config: PipelineConfig, source: DashboardData) -> FastAPI:
         shot = snapshot()
         over = overview_data(shot)
         chosen = table if table in tables else tables[0]
-        found = data.profile(shot, chosen)
-        dists = {
-            column: charts.distribution_chart(column, dist)
-            for column, dist in found["distributions"].items()
-        }
+        found = profile_of(shot, chosen)
+        dists = shot.memo(
+            ("distribution specs", chosen),
+            lambda: {
+                column: charts.distribution_chart(column, dist)
+                for column, dist in found["distributions"].items()
+            },
+        )
         return page(
             "data.html", "Data", "/data", shot=shot,
             charts=[declared(shot, name, over) for name in charts_by_name],
@@ -318,7 +334,7 @@ def create_app(config: PipelineConfig, source: DashboardData) -> FastAPI:
     def api_quality() -> dict[str, Any]:
         """Rejected records (dead-letter `dlq` and `failed`) over time, by rule and by
         column, and the totals per table."""
-        return data.quality(snapshot())
+        return quality_of(snapshot())
 
     @app.get("/api/rejected", tags=["quality"])
     def api_rejected(
@@ -365,7 +381,7 @@ def create_app(config: PipelineConfig, source: DashboardData) -> FastAPI:
         min, max, mean, and a distribution (404 for a table not in the pipeline)."""
         if table not in tables:
             raise HTTPException(404, f"no table `{table}` in the pipeline")
-        return data.profile(snapshot(), table)
+        return profile_of(snapshot(), table)
 
     @app.post("/api/refresh", tags=["meta"])
     def api_refresh() -> dict[str, Any]:

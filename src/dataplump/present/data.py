@@ -96,6 +96,14 @@ class Snapshot:
     """Tables that could not be read, with the reason."""
     _db: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``, once per snapshot and key (the data does not change under it;
+        ``now``-dependent figures such as freshness are as of the first call)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     @contextmanager
     def db(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -194,3 +194,16 @@ def test_dashboard_data_reads_without_ledger_first_then_refreshes() -> None:
     assert source.snapshot() is not first
     source.snapshot()
     assert len(reads) == 2  # fresh now: no more reads
+
+
+def test_snapshot_memo_computes_once() -> None:
+    shot = snapshot()
+    calls: list[int] = []
+
+    def compute() -> int:
+        calls.append(1)
+        return 40 + len(calls)
+
+    assert shot.memo("k", compute) == 41
+    assert shot.memo("k", compute) == 41
+    assert calls == [1]
