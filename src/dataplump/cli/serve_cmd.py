@@ -47,7 +47,7 @@ def serve(
 
     from dataplump.pipeline.cluster import bootstrap_for
     from dataplump.present import assets
-    from dataplump.present.app import create_app
+    from dataplump.present.app import LOOPBACK_HOSTS, create_app
     from dataplump.present.data import DashboardData
 
     present = pipeline.present
@@ -56,8 +56,9 @@ def serve(
     bootstrap = bootstrap_for(pipeline, start=False)
     source = DashboardData(pipeline, bootstrap, refresh_seconds=refresh)
     assets.warm()
-    app = create_app(pipeline, source)
-    if bind not in ("127.0.0.1", "localhost", "::1") and present.auth_token is None:
+    loopback = bind in ("127.0.0.1", "localhost", "::1")
+    app = create_app(pipeline, source, allowed_hosts=LOOPBACK_HOSTS if loopback else None)
+    if not loopback and present.auth_token is None:
         console.print(
             f"[yellow]warning:[/] serving on {bind} with no present.auth_token: anyone who"
             " reaches this port sees the data",

@@ -71,8 +71,16 @@ def _authorized(request: Request, token: str) -> bool:
     return bool(cookie) and hmac.compare_digest(cookie.encode(), session_value(token).encode())
 
 
-def create_app(config: PipelineConfig, source: DashboardData) -> FastAPI:
-    """The dashboard of ``config`` over ``source``'s snapshots."""
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+"""Host headers a dashboard bound to the loopback interface answers (DNS rebinding: a web
+page elsewhere cannot point its own name at 127.0.0.1 and read the dashboard)."""
+
+
+def create_app(
+    config: PipelineConfig, source: DashboardData, *, allowed_hosts: tuple[str, ...] | None = None
+) -> FastAPI:
+    """The dashboard of ``config`` over ``source``'s snapshots; with ``allowed_hosts``,
+    a request whose ``Host`` header names another host is refused (400)."""
     present = config.present
     token = present.auth_token.get_secret_value() if present.auth_token else None
     app = FastAPI(
@@ -89,6 +97,10 @@ def create_app(config: PipelineConfig, source: DashboardData) -> FastAPI:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True)
     )
+    if allowed_hosts is not None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     charts_by_name = {c.name: c for c in present.charts}
     tables = list(config.tables)
 
@@ -414,4 +426,4 @@ def _safe_next(target: str) -> str:
     return target
 
 
-__all__ = ["create_app", "session_value"]
+__all__ = ["LOOPBACK_HOSTS", "create_app", "session_value"]

@@ -224,3 +224,14 @@ def test_quality_page_pages_through_rejected_records(monkeypatch: pytest.MonkeyP
     second = app.get("/quality", params={"page": 1}).text
     assert "records 4 to 4 of 4" in second
     assert 'href="/quality?page=0"' in second
+
+
+def test_loopback_dashboard_refuses_other_host_headers() -> None:
+    from dataplump.present.app import LOOPBACK_HOSTS
+
+    pipeline = config()
+    source = DashboardData(pipeline, None, refresh_seconds=3600, reader=lambda _: snapshot())
+    app = TestClient(create_app(pipeline, source, allowed_hosts=LOOPBACK_HOSTS))
+    assert app.get("/api/health", headers={"Host": "127.0.0.1:8050"}).status_code == 200
+    assert app.get("/api/health", headers={"Host": "localhost:8050"}).status_code == 200
+    assert app.get("/api/overview", headers={"Host": "evil.example:8050"}).status_code == 400
