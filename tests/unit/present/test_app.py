@@ -235,3 +235,19 @@ def test_loopback_dashboard_refuses_other_host_headers() -> None:
     assert app.get("/api/health", headers={"Host": "127.0.0.1:8050"}).status_code == 200
     assert app.get("/api/health", headers={"Host": "localhost:8050"}).status_code == 200
     assert app.get("/api/overview", headers={"Host": "evil.example:8050"}).status_code == 400
+
+
+def test_overview_says_why_the_ledger_is_missing() -> None:
+    pipeline = config()
+
+    def reader(_: bool) -> Any:
+        shot = snapshot()
+        shot.ledger_error = "TransientBusError: listing the topics failed"
+        return shot
+
+    source = DashboardData(pipeline, None, refresh_seconds=3600, reader=reader)
+    app = TestClient(create_app(pipeline, source))
+    page = app.get("/").text
+    assert "The ledger could not be read: TransientBusError" in page
+    assert "not read" in page
+    assert app.get("/api/overview").json()["ledger_error"].startswith("TransientBusError")
