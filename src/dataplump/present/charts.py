@@ -101,13 +101,26 @@ def throughput_chart(runs: list[dict[str, Any]]) -> Spec:
     return _spec(chart, "Throughput per stage run")
 
 
+_TIME_UNITS: dict[str, Any] = {
+    "1 minute": "yearmonthdatehoursminutes",
+    "1 hour": "yearmonthdatehours",
+    "1 day": "yearmonthdate",
+    "7 days": "yearweek",
+}
+"""The Vega-Lite time unit of each bucket width: a bar spans its whole bucket."""
+
+
 def rejects_over_time_chart(rows: list[dict[str, Any]], bucket: str = "1 hour") -> Spec:
     """Rejected records per time bucket, stacked by table (dead-letter and failed)."""
     chart = (
         alt.Chart(_data(rows))
         .mark_bar()
         .encode(
-            x=alt.X("time:T", title=f"per {bucket}"),
+            x=alt.X(
+                "time:T",
+                timeUnit=_TIME_UNITS.get(bucket, "yearmonthdatehours"),
+                title=f"per {bucket}",
+            ),
             y=alt.Y("sum(records):Q", title="rejected records"),
             color=alt.Color("table:N"),
             tooltip=["time:T", "table:N", "store:N", alt.Tooltip("sum(records):Q", format=",")],
