@@ -24,6 +24,7 @@ from dataplump.cli import (
     replay_cmd,
     run_cmd,
     sample_cmd,
+    serve_cmd,
     status_cmd,
     trace_cmd,
     transform_cmd,
@@ -50,6 +51,7 @@ app.command("status")(status_cmd.status)
 app.command("trace")(trace_cmd.trace)
 app.command("replay")(replay_cmd.replay)
 app.add_typer(sample_cmd.app, name="sample")
+app.command("serve")(serve_cmd.serve)
 
 
 class LogFormatChoice(StrEnum):

@@ -725,15 +725,90 @@ class ExtractConfig(_Model):
     """Time between reads of the source when `dataplump extract` runs without `--once`."""
 
 
+ChartKind = Literal["bar", "line", "area", "scatter", "pie", "donut", "table", "kpi"]
+"""How a declared chart draws its rows."""
+_SQL_START = re.compile(r"\s*(select|with|from)\b", re.IGNORECASE)
+_AXIS_KINDS = ("bar", "line", "area", "scatter")
+
+
+class ChartConfig(_Model):
+    """One entry of ``present.charts:`` — a chart over the curated tables, drawn on the
+    dashboard's Data page (and in reports)."""
+
+    name: Annotated[str, AfterValidator(_check_name)]
+    """Chart id, unique among the charts: 1-100 letters, digits, `_` or `-`."""
+    sql: str = Field(min_length=1)
+    """One DuckDB `SELECT` (or `WITH ... SELECT`) over the curated tables, each a view by
+    its table name (`SELECT status, count(*) AS n FROM orders GROUP BY status`)."""
+    kind: ChartKind = "bar"
+    """`bar`, `line`, `area`, `scatter`, `pie`, `donut`, `table` or `kpi` (one number)."""
+    title: OptionalStr = None
+    """Title shown above the chart; default: the name."""
+    x: OptionalStr = None
+    """Column on the x axis (the category of `pie`/`donut`); required for every kind but
+    `table` and `kpi`."""
+    y: OptionalStr = None
+    """Column on the y axis (the value of `pie`/`donut`/`kpi`); required for every kind but
+    `table`."""
+    color: OptionalStr = None
+    """Column that colours the marks (a series per value)."""
+    columns: tuple[str, ...] | None = None
+    """`table` only: the columns shown, in order (default: all)."""
+    limit: Annotated[int, Field(gt=0, le=100_000)] = 5000
+    """At most this many rows of the query are drawn."""
+    description: OptionalStr = None
+    """A sentence under the title saying what the chart shows."""
+
+    @field_validator("sql")
+    @classmethod
+    def _one_select(cls, sql: str) -> str:
+        body = sql.strip().rstrip(";").strip()
+        if not _SQL_START.match(body):
+            raise ValueError("expected one `SELECT` (or `WITH ... SELECT`) over curated tables")
+        if ";" in body:
+            raise ValueError("expected one statement; remove the `;` inside the query")
+        return body
+
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> ChartConfig:
+        if self.kind in (*_AXIS_KINDS, "pie", "donut"):
+            for key in ("x", "y"):
+                if getattr(self, key) is None:
+                    raise conflict(
+                        f"a `{self.kind}` chart needs `{key}`: a column of the query", key
+                    )
+        if self.kind == "kpi" and self.y is None:
+            raise conflict("a `kpi` chart needs `y`: the column holding the number", "y")
+        if self.columns is not None and self.kind != "table":
+            raise conflict(f"`columns` is for `table` charts, not `{self.kind}`", "columns")
+        return self
+
+
 class PresentConfig(_Model):
-    """``present:`` — the dashboard web app."""
+    """``present:`` — the dashboard web app (`dataplump serve`) and reports."""
 
     host: str = "127.0.0.1"
-    """Interface the dashboard listens on."""
+    """Interface the dashboard listens on (`0.0.0.0`: every interface; set `auth_token`)."""
     port: Port = 8050
     """Port the dashboard listens on."""
     auth_token: OptionalSecret = None
     """Token a browser must present; none means no login. Secret."""
+    refresh_seconds: Annotated[Seconds, Field(ge=1)] = 30.0
+    """The dashboard re-reads the lake and the ledger at most this often."""
+    quarantine_warning: Annotated[float, Field(ge=0, le=1)] = 0.05
+    """A chart over a table whose share of rejected rows (dead-letter + failed, of rows
+    read) is above this gets a warning beside it (as does a table with open incidents)."""
+    charts: tuple[ChartConfig, ...] = ()
+    """Charts of the Data page, each a SQL query over the curated tables and how to draw it."""
+
+    @model_validator(mode="after")
+    def _unique_chart_names(self) -> PresentConfig:
+        seen: set[str] = set()
+        for i, chart in enumerate(self.charts):
+            if chart.name in seen:
+                raise conflict(f"two charts are named `{chart.name}`", "charts", i, "name")
+            seen.add(chart.name)
+        return self
 
 
 class PipelineConfig(_Model):

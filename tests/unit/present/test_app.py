@@ -1,0 +1,253 @@
+"""The web app over an in-memory snapshot: pages, API, token, headers, no path traversal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dataplump.present.app import COOKIE, create_app, session_value
+from dataplump.present.data import DashboardData
+from tests.unit.present.frames import alert, config, snapshot
+
+TOKEN = "t0ken-with-enough-entropy"
+CHART = {
+    "name": "by_status",
+    "sql": "SELECT status, count(*) AS n FROM orders GROUP BY ALL",
+    "kind": "bar",
+    "x": "status",
+    "y": "n",
+}
+
+
+def client(**present: Any) -> TestClient:
+    pipeline = config(**present)
+    now = datetime.now(UTC)  # the app judges incidents by the clock: one open now
+    events = [alert("orders", now - timedelta(minutes=5), now, 2)]
+    source = DashboardData(pipeline, None, refresh_seconds=3600, reader=lambda _: snapshot(events))
+    return TestClient(create_app(pipeline, source), follow_redirects=False)
+
+
+PAGES = [
+    "/",
+    "/quality",
+    "/data",
+    "/alerts",
+    "/data?table=customers",
+    "/quality?store=dlq&rule=min(amount)",
+]
+API = ["/api/overview", "/api/quality", "/api/rejected", "/api/incidents", "/api/throughput",
+       "/api/charts", "/api/charts/by_status", "/api/profile/orders", "/openapi.json"]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_render_with_charts(path: str) -> None:
+    response = client(charts=[CHART]).get(path)
+    assert response.status_code == 200, response.text
+    assert '<script src="/assets/vega.js"></script>' in response.text
+    assert "https://" not in response.text.replace("https://vega.github.io/schema", "")
+    if path != "/alerts":
+        assert 'data-spec="spec-' in response.text
+
+
+@pytest.mark.parametrize("path", API)
+def test_api_answers_json(path: str) -> None:
+    response = client(charts=[CHART]).get(path)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+
+
+def test_chart_with_warnings_and_failing_sql() -> None:
+    broken = {**CHART, "name": "broken", "sql": "SELECT nope FROM orders"}
+    app = client(charts=[CHART, broken], quarantine_warning=0.1)
+    found = {c["name"]: c for c in app.get("/api/charts").json()["charts"]}
+    assert found["by_status"]["tables"] == ["orders"]
+    assert any("quarantined" in w for w in found["by_status"]["warnings"])
+    assert any("open incident" in w for w in found["by_status"]["warnings"])
+    assert "its SQL failed" in found["broken"]["error"]
+    page = app.get("/data").text
+    assert "quarantined" in page
+    assert 'role="alert"' in page
+    assert "its SQL failed" in page
+
+
+def test_rejected_filters_and_bounds() -> None:
+    app = client()
+    body = app.get("/api/rejected", params={"table": "orders", "store": "failed"}).json()
+    assert body["total"] == 1
+    assert body["records"][0]["rules"] == "relationships(customer_id)"
+    assert app.get("/api/rejected", params={"store": "other"}).status_code == 422
+    assert app.get("/api/rejected", params={"limit": 100000}).status_code == 422
+
+
+def test_unknown_names_are_404() -> None:
+    app = client(charts=[CHART])
+    assert app.get("/api/profile/nope").status_code == 404
+    assert app.get("/api/charts/nope").status_code == 404
+
+
+def test_security_headers_on_every_response() -> None:
+    app = client()
+    for path in ("/", "/api/overview", "/assets/app.js", "/nope"):
+        headers = app.get(path).headers
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["x-frame-options"] == "DENY"
+        csp = headers["content-security-policy"]
+        assert "script-src 'self';" in csp
+        assert "unsafe-eval" not in csp
+        assert "frame-ancestors 'none'" in csp
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/assets/../app.py",
+        "/assets/..%2fapp.py",
+        "/assets/%2e%2e%2f%2e%2e%2fconfig%2fmodels.py",
+        "/assets/..%5c..%5capp.py",
+        "/assets/templates/base.html",
+        "/assets/%2Fetc%2Fpasswd",
+        "/api/profile/..%2f..%2fetc%2fpasswd",
+        "/static/app.js",
+        "/templates/base.html",
+    ],
+)
+def test_no_path_traversal(path: str) -> None:
+    response = client().get(path)
+    assert response.status_code in (404, 307, 308), (path, response.status_code)
+    assert "root:" not in response.text
+    assert "import" not in response.text
+
+
+def test_assets_are_served_by_the_app() -> None:
+    app = client()
+    js = app.get("/assets/app.js")
+    assert js.status_code == 200
+    assert js.headers["content-type"].startswith("text/javascript")
+    again = app.get("/assets/app.js", headers={"If-None-Match": js.headers["etag"]})
+    assert again.status_code == 304
+
+
+def test_without_token_everything_is_open() -> None:
+    assert client().get("/api/overview").status_code == 200
+
+
+def test_token_required_on_api_and_pages() -> None:
+    app = client(auth_token=TOKEN)
+    for path in API:
+        response = app.get(path)
+        assert response.status_code == 401, path
+        assert TOKEN not in response.text
+    page = app.get("/quality?table=orders")
+    assert page.status_code == 303
+    assert page.headers["location"] == "/login?next=/quality%3Ftable%3Dorders"
+    assert app.get("/api/health").status_code == 200
+    assert app.get("/login").status_code == 200
+    assert app.get("/assets/app.css").status_code == 200
+
+
+def test_token_in_header_bearer_or_query() -> None:
+    app = client(auth_token=TOKEN)
+    assert app.get("/api/overview", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert app.get("/api/overview", headers={"X-DataPlump-Token": TOKEN}).status_code == 200
+    assert app.get("/api/overview", params={"token": TOKEN}).status_code == 200
+    assert app.get("/api/overview", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert (
+        app.get("/api/overview", headers={"Authorization": f"Bearer {TOKEN}x"}).status_code == 401
+    )
+
+
+def test_query_token_on_a_page_sets_the_session_and_leaves_the_address() -> None:
+    app = client(auth_token=TOKEN)
+    response = app.get("/data", params={"token": TOKEN, "table": "orders"})
+    assert response.status_code == 303
+    assert response.headers["location"] == "/data?table=orders"
+    assert app.cookies.get(COOKIE) == session_value(TOKEN)
+    assert app.get("/data?table=orders").status_code == 200
+
+
+def test_login_form_sets_an_http_only_cookie() -> None:
+    app = client(auth_token=TOKEN)
+    wrong = app.post("/login", data={"token": "nope", "next": "/alerts"})
+    assert wrong.status_code == 303
+    assert "failed=true" in wrong.headers["location"]
+    assert COOKIE not in app.cookies
+    right = app.post("/login", data={"token": TOKEN, "next": "/alerts"})
+    assert right.status_code == 303
+    assert right.headers["location"] == "/alerts"
+    cookie = right.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert TOKEN not in cookie
+    assert app.get("/alerts").status_code == 200
+    assert app.get("/api/overview").status_code == 200
+    app.get("/logout")
+    assert app.get("/alerts").status_code == 303
+
+
+@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil.example"])
+def test_login_never_redirects_off_the_app(target: str) -> None:
+    app = client(auth_token=TOKEN)
+    response = app.post("/login", data={"token": TOKEN, "next": target})
+    assert response.headers["location"] == "/"
+
+
+def test_forged_cookie_is_refused() -> None:
+    app = client(auth_token=TOKEN)
+    app.cookies.set(COOKIE, session_value("another token"))
+    assert app.get("/api/overview").status_code == 401
+
+
+def test_openapi_documents_the_api_and_no_cdn_docs() -> None:
+    app = client()
+    paths = app.get("/openapi.json").json()["paths"]
+    for path in ("/api/overview", "/api/rejected", "/api/incidents", "/api/charts/{name}",
+                 "/api/profile/{table}", "/api/quality", "/api/throughput"):  # fmt: skip
+        assert path in paths
+    assert "/" not in paths
+    assert app.get("/docs").status_code == 404  # Swagger UI would load a CDN
+
+
+def test_quality_page_pages_through_rejected_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataplump.present import app as module
+
+    monkeypatch.setattr(module, "PAGE_ROWS", 3)
+    app = client()
+    first = app.get("/quality", params={"table": "orders"}).text
+    assert "records 1 to 3 of 3" in first
+    assert "older</a>" not in first
+    everything = app.get("/quality").text
+    assert "records 1 to 3 of 4" in everything
+    assert 'href="/quality?page=1"' in everything
+    second = app.get("/quality", params={"page": 1}).text
+    assert "records 4 to 4 of 4" in second
+    assert 'href="/quality?page=0"' in second
+
+
+def test_loopback_dashboard_refuses_other_host_headers() -> None:
+    from dataplump.present.app import LOOPBACK_HOSTS
+
+    pipeline = config()
+    source = DashboardData(pipeline, None, refresh_seconds=3600, reader=lambda _: snapshot())
+    app = TestClient(create_app(pipeline, source, allowed_hosts=LOOPBACK_HOSTS))
+    assert app.get("/api/health", headers={"Host": "127.0.0.1:8050"}).status_code == 200
+    assert app.get("/api/health", headers={"Host": "localhost:8050"}).status_code == 200
+    assert app.get("/api/overview", headers={"Host": "evil.example:8050"}).status_code == 400
+
+
+def test_overview_says_why_the_ledger_is_missing() -> None:
+    pipeline = config()
+
+    def reader(_: bool) -> Any:
+        shot = snapshot()
+        shot.ledger_error = "TransientBusError: listing the topics failed"
+        return shot
+
+    source = DashboardData(pipeline, None, refresh_seconds=3600, reader=reader)
+    app = TestClient(create_app(pipeline, source))
+    page = app.get("/").text
+    assert "The ledger could not be read: TransientBusError" in page
+    assert "not read" in page
+    assert app.get("/api/overview").json()["ledger_error"].startswith("TransientBusError")
