@@ -5,7 +5,7 @@ setup:  ## install everything (idempotent): Debian packages, .venv, Kafka jars
 	bash scripts/setup.sh
 
 lint: setup  ## ruff and mypy
-	.venv/bin/ruff check src tests
+	.venv/bin/ruff check src tests bench
 	.venv/bin/ruff format --check src tests
 	.venv/bin/mypy
 

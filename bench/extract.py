@@ -151,8 +151,14 @@ def main() -> None:
             kafka.down()
             server.drop_database(url)
     base = results["dataplump"]["rows"] / results["dataplump"]["seconds"]
-    print(f"{args.rows:,} rows, PostgreSQL -> Kafka (batch {args.batch:,}), 2 cores shared with the broker")
-    print(f"{'candidate':<12}{'rows':>10}{'invalid':>9}{'seconds':>9}{'rows/s':>11}{'peak RSS':>10}{'ratio':>7}")
+    print(
+        f"{args.rows:,} rows, PostgreSQL -> Kafka (batch {args.batch:,}),"
+        " 2 cores shared with the broker"
+    )
+    print(
+        f"{'candidate':<12}{'rows':>10}{'invalid':>9}{'seconds':>9}{'rows/s':>11}"
+        f"{'peak RSS':>10}{'ratio':>7}"
+    )
     for name, r in results.items():
         rate = r["rows"] / r["seconds"]
         print(

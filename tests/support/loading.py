@@ -28,6 +28,7 @@ from dataplump.config import PipelineConfig, load_config
 from dataplump.pipeline import topics
 from dataplump.pipeline.extract import Extractor
 from dataplump.pipeline.transform import Transformer
+from dataplump.sinks.delta import read_delta
 from tests.support.extraction import CliResult, _env
 from tests.support.topics import read_committed
 from tests.support.transformation import Expected, write_pipeline
@@ -120,7 +121,7 @@ def twice(values: list[Any]) -> list[Any]:
 
 def delta_rows(path: Path, columns: list[str]) -> dict[str, list[Any]]:
     """Columns of the Delta table at ``path``, read by deltalake in this process."""
-    table = DeltaTable(str(path)).to_pyarrow_table(columns=columns)
+    table = read_delta(DeltaTable(str(path)), columns)
     return {c: table[c].to_pylist() for c in columns}
 
 

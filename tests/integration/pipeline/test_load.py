@@ -19,6 +19,7 @@ from dataplump.config import PipelineConfig, load_config
 from dataplump.pipeline.extract import Extractor
 from dataplump.pipeline.load import Loader
 from dataplump.pipeline.transform import Transformer
+from dataplump.sinks.delta import read_delta
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 
@@ -68,7 +69,7 @@ def make(folder: Path, bootstrap: str, mode: str = "merge") -> PipelineConfig:
 
 
 def read(path: Path) -> pa.Table:
-    return DeltaTable(str(path)).to_pyarrow_table()
+    return read_delta(DeltaTable(str(path)))
 
 
 def test_processed_rows_land_once_with_lineage_and_ops_tables(
