@@ -162,3 +162,40 @@ def test_two_loaders_at_once_load_each_order_once(tmp_path: Path, data: Loadable
     assert len(errors(loser.stderr)) == 1, described
     assert "locked by another loader" in loser.stderr, described
     check_lake(lake, data)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 160 KiB tmpfs: the lake's disk, to fill up (needs root, as CI here has)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_full_disk_stops_with_one_line_and_rerun_ends_exact(
+    tmp_path: Path, data: Loadable, small_disk: Path
+) -> None:
+    lake = small_disk / "lake"
+    path = data.pipeline(tmp_path, {"lake": {"kind": "delta", "path": str(lake)}})
+    logs = tmp_path / "logs"
+    result = run_load(path, "--once", "--max-records", POLL, logs=logs, timeout=180)
+    assert result.returncode == 1, result.describe()
+    assert len(errors(result.stderr)) == 1, result.describe()
+    assert "Traceback" not in result.stderr, result.describe()
+    assert "space" in result.stderr.lower(), result.describe()
+    held = (
+        delta_rows(lake / "orders", ["_dp_offset"])
+        if (lake / "orders" / "_delta_log").exists()
+        else {}
+    )
+    assert len(held.get("_dp_offset", [])) < len(data.processed)  # it did stop short
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    again = run_load(path, "--once", logs=logs)
+    assert again.returncode == 0, again.describe()
+    check_lake(lake, data)
