@@ -74,6 +74,10 @@ def setup_logging(
     root.handlers = [handler]
     root.setLevel(level)
     root.propagate = False
+    # librdkafka's own lines: every failure they describe also reaches the caller as one
+    # wrapped error, so they are shown only when debugging
+    librdkafka = logging.getLogger("dataplump.kafka")
+    librdkafka.setLevel(logging.DEBUG if level <= logging.DEBUG else logging.CRITICAL + 1)
 
 
 __all__ = ["LOG_FORMAT_ENV", "LogFormat", "RedactSecrets", "log_format", "setup_logging"]
