@@ -1,8 +1,11 @@
 # DataPlump's entry points. `make test` is what CI runs (.ci/run).
-.PHONY: setup test lint unit integration
+.PHONY: setup demo test lint unit integration
 
 setup:  ## install everything (idempotent): Debian packages, .venv, Kafka jars
 	bash scripts/setup.sh
+
+demo: setup  ## the whole pipeline on a sample shop, a report and the dashboard (dataplump demo)
+	.venv/bin/dataplump demo
 
 lint: setup  ## ruff and mypy
 	.venv/bin/ruff check src tests bench

@@ -15,6 +15,7 @@ import typer
 from dataplump import __version__
 from dataplump.cli import (
     config_cmd,
+    demo_cmd,
     extract_cmd,
     init_cmd,
     kafka_cmd,
@@ -38,6 +39,7 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.command("demo")(demo_cmd.demo)
 app.command("init")(init_cmd.init)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(kafka_cmd.app, name="kafka")

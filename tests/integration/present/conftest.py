@@ -56,7 +56,8 @@ def shop_lake(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) ->
     folder = tmp_path_factory.mktemp("dashboard")
     shutil.copytree(EXAMPLE, folder / "shop")
     config_file = folder / "shop" / "dataplump.yaml"
-    config_file.write_text(config_file.read_text() + CHARTS)
+    shop = config_file.read_text()  # the shop's own charts give way to the tests' charts
+    config_file.write_text(shop[: shop.index("\npresent:")] + "\n" + CHARTS)
     logs = folder / "logs"
     url = f"sqlite:///{folder / 'shop.db'}"
     created = run_command(
