@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML, MappingNode, Node, ScalarNode, SequenceNode
@@ -45,6 +46,8 @@ OVERRIDE_PREFIX = "DATAPLUMP__"
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _VARIABLE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
+_USERINFO = re.compile(r"[A-Za-z][\w+.-]*://([^/@]*)@")
+"""A URL's ``user:password@`` part: values put there are percent-encoded."""
 
 
 def load_config(
@@ -167,9 +170,21 @@ def _plain(value: Any, path: KeyPath, env: Mapping[str, str], source: SourceMap)
 
 
 def _interpolate(text: str, path: KeyPath, env: Mapping[str, str], source: SourceMap) -> str:
-    """``text`` with ``${...}`` replaced; problems go to ``source.problems``."""
+    """``text`` with ``${...}`` replaced; problems go to ``source.problems``.
+
+    A value replacing a reference in a URL's ``user:password@`` part is percent-encoded,
+    so a password with ``@``, ``/`` or ``:`` keeps the URL whole (and out of the host
+    name an error would show). A reference that is the whole URL is taken as written.
+    """
+    masked = _REFERENCE.sub(lambda m: "x" * len(m[0]), text)
+    userinfo = _USERINFO.match(masked)
+    userinfo_end = userinfo.end(1) if userinfo else -1
 
     def replace(match: re.Match[str]) -> str:
+        value = substitute(match)
+        return quote(value, safe="") if match.end() <= userinfo_end else value
+
+    def substitute(match: re.Match[str]) -> str:
         if match[0] == "$${":
             return "${"
         source.hidden.add(path)

@@ -115,3 +115,30 @@ def test_errors_hide_secrets(tmp_path: Path, old: str, new: str) -> None:
     result = CliRunner().invoke(app, ["check", "-c", str(path)], env=env)
     assert result.exit_code == 1
     _assert_clean(result.output)
+
+
+@pytest.mark.parametrize("password", ["p@ss/w:rd", "a%b#c?d", "plain"])
+def test_a_password_from_the_environment_keeps_the_url_whole(tmp_path: Path, password: str) -> None:
+    """A `${VAR}` in a URL's user:password@ part is percent-encoded: an `@` or `/` in the
+    password neither breaks the URL nor spills into the host name an error shows."""
+    from sqlalchemy.engine import make_url
+
+    text = GOOD.replace("shop:src-pw-4711@db.internal", "shop:${SRC_PW}@db.internal")
+    config = load_config(write(tmp_path, text), env={"SRC_PW": password, "KAFKA_PASSWORD": "x"})
+    url = make_url(config.source.url.get_secret_value())
+    assert (url.username, url.password, url.host, url.port) == (
+        "shop",
+        password,
+        "db.internal",
+        5432,
+    )
+    assert password not in str(config.source.url)
+
+
+def test_a_whole_url_from_the_environment_is_taken_as_written(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "url: postgresql+psycopg://shop:src-pw-4711@db.internal:5432/shop", "url: ${SRC_URL}"
+    )
+    given = "postgresql+psycopg://shop:p%40ss@db.internal:5432/shop"
+    config = load_config(write(tmp_path, text), env={"SRC_URL": given, "KAFKA_PASSWORD": "x"})
+    assert config.source.url.get_secret_value() == given
