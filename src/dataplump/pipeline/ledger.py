@@ -37,7 +37,7 @@ from confluent_kafka import Message
 from dataplump.bus.kafka import count_records, existing_topics, group_offsets, log_bounds
 from dataplump.config import PipelineConfig
 from dataplump.pipeline import topics
-from dataplump.pipeline.state import read_state
+from dataplump.pipeline.state import read_states
 from dataplump.sinks.read import count_rows
 
 
@@ -116,18 +116,18 @@ def read_ledger(
     ledgers = {t: TableLedger(t) for t in selected}
     present = existing_topics(bootstrap, extra=client)
 
+    wanted = [topics.extract_state(name, t) for t in selected]
+    wanted += [topics.transform_state(name), topics.replays(name)]
+    states = read_states(bootstrap, [t for t in wanted if t in present], extra=client)
     for table, ledger in ledgers.items():
-        topic = topics.extract_state(name, table)
-        if topic in present:
-            totals = (read_state(bootstrap, topic, extra=client).get(table) or {}).get("totals")
-            for key in ("read", "valid", "invalid"):
-                setattr(ledger, key, int((totals or {}).get(key, 0)))
-    if topics.transform_state(name) in present:
-        state = read_state(bootstrap, topics.transform_state(name), extra=client)
-        for key, totals in state.items():
-            table = key.rpartition("@")[0]
-            if table in ledgers:
-                _add_transform(ledgers[table], totals)
+        extract_state = states.get(topics.extract_state(name, table), {})
+        totals = (extract_state.get(table) or {}).get("totals") or {}
+        for key in ("read", "valid", "invalid"):
+            setattr(ledger, key, int(totals.get(key, 0)))
+    for key, totals in states.get(topics.transform_state(name), {}).items():
+        table = key.rpartition("@")[0]
+        if table in ledgers:
+            _add_transform(ledgers[table], totals)
 
     _, ops = config.ops_sink
     in_dlq = count_rows(ops, "_dlq", ["table"])
@@ -139,12 +139,11 @@ def read_ledger(
             rows = count_rows(sink, table).get((), 0)
             ledger.sinks[sink_name] = SinkRows(sink.kind, sink.mode, rows)
 
-    if topics.replays(name) in present:
-        for entry in read_state(bootstrap, topics.replays(name), extra=client).values():
-            owner = ledgers.get(str(entry.get("table")))
-            if owner is not None and entry.get("status", "sent") == "sent":
-                kind = str(entry.get("kind"))
-                owner.replayed[kind] = owner.replayed.get(kind, 0) + 1
+    for entry in states.get(topics.replays(name), {}).values():
+        owner = ledgers.get(str(entry.get("table")))
+        if owner is not None and entry.get("status", "sent") == "sent":
+            kind = str(entry.get("kind"))
+            owner.replayed[kind] = owner.replayed.get(kind, 0) + 1
     for ledger in ledgers.values():
         ledger.in_dlq -= ledger.replayed.get("dlq", 0)
         ledger.in_failed -= ledger.replayed.get("failed", 0)

@@ -60,52 +60,73 @@ def read_state(
     timeout: float = 90.0,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The last committed value of every key in ``topic`` (read to its end, read_committed).
+    """The last committed value of every key in ``topic`` (see :func:`read_states`)."""
+    return read_states(bootstrap, [topic], timeout=timeout, extra=extra)[topic]
 
-    A read_committed consumer stops at the last stable offset, which a transaction
-    still open holds back; records committed after it are only seen once that
-    transaction ends. So the read goes on until it passes the log end as it was when
-    the read began (the high watermark, read uncommitted); the broker aborts an
-    abandoned transaction after its ``transaction.timeout.ms`` (60 s for DataPlump's
-    producers), which bounds the wait.
+
+def read_states(
+    bootstrap: str,
+    topics: Iterable[str],
+    *,
+    timeout: float = 90.0,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Per topic, the last committed value of every key (read to its end, read_committed).
+
+    One consumer reads every topic at once. A read_committed consumer stops at the last
+    stable offset, which a transaction still open holds back; records committed after
+    it are only seen once that transaction ends. So the read of a topic goes on until it
+    passes the log end as it was when the read began (the high watermark, read
+    uncommitted); the broker aborts an abandoned transaction after its
+    ``transaction.timeout.ms`` (60 s for DataPlump's producers), which bounds the wait.
     """
-    start, end = log_bounds(bootstrap, [topic], extra=extra)[(topic, 0)]
+    names = list(dict.fromkeys(topics))
+    states: dict[str, dict[str, Any]] = {topic: {} for topic in names}
+    if not names:
+        return states
+    bounds = log_bounds(bootstrap, names, extra=extra)
+    partitions = {topic: TopicPartition(topic, 0, OFFSET_BEGINNING) for topic in names}
+    pending = {t for t in names if bounds[(t, 0)][1] > bounds[(t, 0)][0]}
+    if not pending:
+        return states
     reader = consumer(
         bootstrap,
         f"dataplump-state-reader-{uuid.uuid4().hex}",
-        extra={**(extra or {}), "enable.partition.eof": "true"},
+        # an empty fetch (the end of a topic) answers at once, not after 500 ms
+        extra={**(extra or {}), "enable.partition.eof": "true", "fetch.wait.max.ms": "10"},
     )
-    state: dict[str, Any] = {}
     try:
-        partition = TopicPartition(topic, 0, OFFSET_BEGINNING)
-        reader.assign([partition])
+        reader.assign([partitions[t] for t in pending])
         deadline = time.monotonic() + timeout
-        while True:
+        while pending:
             if time.monotonic() > deadline:
                 raise TransientBusError(
-                    f"reading {topic} to its end took over {timeout:.0f}s "
-                    "(a transaction left open by another writer?)"
+                    f"reading {', '.join(sorted(pending))} to the end took over {timeout:.0f}s"
+                    " (a transaction left open by another writer?)"
                 )
             try:  # poll returns at the first record or event; consume would wait it out
                 msg = reader.poll(0.5)
             except KafkaException as exc:
-                raise wrap_kafka_error(exc, f"reading {topic}") from None
+                raise wrap_kafka_error(exc, f"reading {', '.join(sorted(pending))}") from None
             if msg is None:
                 continue
+            topic = str(msg.topic())
             err = msg.error()
             if err is not None and err.code() == KafkaError._PARTITION_EOF:
+                start, end = bounds[(topic, 0)]
                 # The position is negative until a record is read.
-                if max(_position(reader, partition), start) >= end:
-                    return state
+                if max(_position(reader, partitions[topic]), start) >= end:
+                    pending.discard(topic)
                 continue
             if err is not None:
                 raise wrap_kafka_error(err, f"reading {topic}")
             key = (msg.key() or b"").decode()
             value = msg.value()
             if value is None:
-                state.pop(key, None)
+                states[topic].pop(key, None)
             else:
-                state[key] = orjson.loads(value)
+                states[topic][key] = orjson.loads(value)
+        return states
     finally:
         reader.close()
 
