@@ -72,7 +72,7 @@ def test_run_status_trace_replay_example(tmp_path: Path) -> None:
         done = run(worked_example("run.md"), tmp_path, port)
         assert done.returncode == 0, done.stdout + done.stderr
         assert f"started the managed Kafka broker at 127.0.0.1:{port}" in done.stdout
-        assert re.search(r"ledger \(every run\)", done.stdout), done.stdout
+        assert "ledger (this run, the first: every run)" in done.stdout, done.stdout
         assert "gaps: {'customers': 0, 'products': 0, 'orders': 0, 'order_items': 0}" in done.stdout
         assert re.search(r"orders id=1: in the source now", done.stdout), done.stdout
         assert re.search(r"customers: 0 of \d+ would now pass; \d+ still fail", done.stdout)

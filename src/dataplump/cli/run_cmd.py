@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.live import Live
@@ -20,6 +20,9 @@ from dataplump.errors import DataPlumpError
 from dataplump.pipeline.cluster import bootstrap_for
 from dataplump.pipeline.metrics import RunMetrics, Tally
 from dataplump.pipeline.supervisor import Event, StageFailedError, Supervisor
+
+if TYPE_CHECKING:
+    from dataplump.pipeline.ledger import TableLedger
 
 PLAIN_EVERY = 10.0
 """Seconds between progress lines when the output is not a terminal."""
@@ -62,8 +65,8 @@ def _plain(tally: Tally, supervisor: Supervisor) -> str:
     return "; ".join(parts)
 
 
-def _ledger_view(ledgers: dict[str, Any]) -> Table:
-    view = Table(title="ledger (every run)", title_justify="left", box=None, padding=(0, 2))
+def _ledger_view(ledgers: dict[str, TableLedger], title: str) -> Table:
+    view = Table(title=f"ledger ({title})", title_justify="left", box=None, padding=(0, 2))
     columns = ("table", "read", "dead-letter", "failed", "filtered", "loaded", "in flight", "gap")
     for name in columns:
         view.add_column(name, justify="left" if name == "table" else "right")
@@ -118,6 +121,7 @@ def run(
         bootstrap = bootstrap_for(pipeline, say=console.print)
     except DataPlumpError as exc:
         fail(str(exc))
+    baseline = _read_ledger(pipeline, bootstrap)  # what the ledger held before this run
     tables = list(pipeline.tables)
     tally = Tally(tables)
     lag: dict[str, dict[str, int]] = {}
@@ -207,21 +211,44 @@ def run(
             live.stop()
     console.print(_view(tally, supervisor, lag))
     if supervisor.stopping:
+        if (stopped := _read_ledger(pipeline, bootstrap)) is not None:
+            _print_ledgers(stopped, baseline)
         console.print("stopped; the next run resumes from the last commits")
         raise typer.Exit(130)
     if once:
-        _settle(pipeline, bootstrap)
+        _settle(pipeline, bootstrap, baseline)
 
 
-def _settle(pipeline: PipelineConfig, bootstrap: str) -> None:
-    """Print the ledger of every table; exit 1 if a row is unaccounted for."""
+def _read_ledger(pipeline: PipelineConfig, bootstrap: str) -> dict[str, TableLedger] | None:
     from dataplump.pipeline.ledger import read_ledger
 
     try:
-        ledgers = read_ledger(pipeline, bootstrap)
+        return read_ledger(pipeline, bootstrap)
     except DataPlumpError as exc:
-        fail(f"could not read the ledger: {exc}")
-    console.print(_ledger_view(ledgers))
+        console.print(f"[yellow]could not read the ledger: {exc}[/]", soft_wrap=True)
+        return None
+
+
+def _print_ledgers(
+    ledgers: dict[str, TableLedger], baseline: dict[str, TableLedger] | None
+) -> None:
+    """The ledger of this run (when there were earlier runs) and of every run."""
+    earlier = baseline or {}
+    if any(lg.read or lg.in_flight_total for lg in earlier.values()):
+        this_run = {t: lg.since(earlier[t]) if t in earlier else lg for t, lg in ledgers.items()}
+        console.print(_ledger_view(this_run, "this run"))
+        console.print(_ledger_view(ledgers, "every run"))
+    else:
+        console.print(_ledger_view(ledgers, "this run, the first: every run"))
+
+
+def _settle(
+    pipeline: PipelineConfig, bootstrap: str, baseline: dict[str, TableLedger] | None
+) -> None:
+    """Print the ledgers; exit 1 if a row is unaccounted for."""
+    if (ledgers := _read_ledger(pipeline, bootstrap)) is None:
+        fail("the ledger could not be read: the rows of this run are not accounted for")
+    _print_ledgers(ledgers, baseline)
     problems = [
         f"{t}: {lg.gap:,} row(s) unaccounted for" for t, lg in ledgers.items() if lg.gap
     ] + [

@@ -28,7 +28,7 @@ error. A step that adds rows (a join that fans out) shows as a negative gap.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -53,7 +53,7 @@ class SinkRows:
 
 @dataclass
 class TableLedger:
-    """The ledger of one table (all runs)."""
+    """The ledger of one table (all runs; :meth:`since` gives the part of one run)."""
 
     table: str
     read: int = 0
@@ -94,6 +94,28 @@ class TableLedger:
     def settled(self) -> bool:
         """Nothing in flight: every read row has reached its final place."""
         return self.in_flight_total == 0
+
+    def since(self, earlier: TableLedger) -> TableLedger:
+        """This ledger less ``earlier`` (of the same table): what happened in between.
+
+        Every figure is a sum over rows, so the difference balances exactly when both
+        ledgers do: read in between = its dead-letter + failed + filtered + loaded, plus
+        the change of what is in flight.
+        """
+        delta = TableLedger(self.table)
+        for item in fields(self):
+            now, then = getattr(self, item.name), getattr(earlier, item.name)
+            if isinstance(now, int):
+                setattr(delta, item.name, now - then)
+            elif item.name == "sinks":
+                delta.sinks = {
+                    n: SinkRows(s.kind, s.mode, s.rows - (then[n].rows if n in then else 0))
+                    for n, s in now.items()
+                }
+            elif isinstance(now, dict):
+                keys = dict.fromkeys([*now, *then])
+                setattr(delta, item.name, {k: now.get(k, 0) - then.get(k, 0) for k in keys})
+        return delta
 
     def as_dict(self) -> dict[str, Any]:
         """The ledger as plain JSON-able data (the stable shape of ``status --json``)."""

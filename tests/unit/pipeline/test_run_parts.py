@@ -16,7 +16,7 @@ from dataplump.cli.replay_cmd import parse_since
 from dataplump.config import PipelineConfig
 from dataplump.errors import ConfigError
 from dataplump.logs import RedactSecrets, setup_logging
-from dataplump.pipeline.ledger import TableLedger
+from dataplump.pipeline.ledger import SinkRows, TableLedger
 from dataplump.pipeline.metrics import RunMetrics, Tally
 from dataplump.pipeline.supervisor import _backoff
 from dataplump.pipeline.trace import parse_key
@@ -68,6 +68,23 @@ def test_ledger_gap_counts_every_bucket() -> None:
     assert ledger.as_dict()["gap"] == 1
     ledger.loaded = 85
     assert ledger.gap == -5  # rows out that were never read: doubled somewhere
+
+
+def test_the_ledger_of_one_run_is_the_difference_of_two() -> None:
+    before = TableLedger(
+        "orders", read=100, in_dlq=10, in_failed=5, filtered={"drop_null": 3}, loaded=80,
+        in_flight={"transform": 2}, sinks={"lake": SinkRows("delta", "merge", 80)},
+    )  # fmt: skip
+    after = TableLedger(
+        "orders", read=150, in_dlq=12, in_failed=5, filtered={"drop_null": 4, "dedupe": 1},
+        loaded=128, in_flight={}, sinks={"lake": SinkRows("delta", "merge", 128)},
+    )  # fmt: skip
+    run = after.since(before)
+    assert (run.read, run.in_dlq, run.in_failed, run.loaded) == (50, 2, 0, 48)
+    assert run.filtered == {"drop_null": 1, "dedupe": 1}
+    assert run.in_flight == {"transform": -2}  # what was in flight before landed in this run
+    assert run.sinks["lake"].rows == 48
+    assert run.gap == after.gap - before.gap == 0
 
 
 @pytest.fixture
