@@ -162,6 +162,21 @@ def _accepts(existing: str, new: str) -> bool:
     return existing in textual and new in {"text", "jsonb"}
 
 
+def connect(url: URL, application_name: str) -> psycopg.Connection[Any]:
+    """A connection to the warehouse of ``url``, its query (``sslmode``, ...) passed on."""
+    params: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    params.update({k: v for k, v in url.query.items() if isinstance(v, str)})
+    return psycopg.connect(
+        host=url.host or "localhost",
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        dbname=url.database,
+        application_name=application_name,
+        **params,
+    )
+
+
 @dataclass(frozen=True)
 class _Column:
     name: str
@@ -242,18 +257,7 @@ class PostgresSink(Sink):
     def _connect(self) -> psycopg.Connection[Any]:
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
             return self._conn
-        url = self._url
-        params: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
-        params.update({k: v for k, v in url.query.items() if isinstance(v, str)})
-        self._conn = psycopg.connect(
-            host=url.host or "localhost",
-            port=url.port or 5432,
-            user=url.username,
-            password=url.password,
-            dbname=url.database,
-            application_name=f"dataplump sink {self.name}",
-            **params,
-        )
+        self._conn = connect(self._url, f"dataplump sink {self.name}")
         return self._conn
 
     @contextmanager

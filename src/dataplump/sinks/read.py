@@ -131,19 +131,12 @@ def _postgres(
     import psycopg
     from sqlalchemy.engine import make_url
 
+    from dataplump.sinks.postgres import connect
+
     assert config.url is not None
-    url = make_url(config.url.get_secret_value())
     schema = config.db_schema or "public"
     try:
-        with psycopg.connect(
-            host=url.host or "localhost",
-            port=url.port or 5432,
-            user=url.username,
-            password=url.password,
-            dbname=url.database,
-            connect_timeout=10,
-            application_name="dataplump reader",
-        ) as conn:
+        with connect(make_url(config.url.get_secret_value()), "dataplump reader") as conn:
             found = conn.execute(
                 "SELECT column_name FROM information_schema.columns"
                 " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",

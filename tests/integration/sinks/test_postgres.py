@@ -440,3 +440,34 @@ def test_identifiers_are_quoted(postgres_url: str, sinks: list[PostgresSink]) ->
 def test_merge_without_a_key_is_refused(postgres_url: str) -> None:
     with pytest.raises(SinkError, match="no primary key"):
         make_sink(postgres_url, key=())
+
+
+def test_the_reader_reads_and_counts_what_the_sink_committed(postgres_url: str) -> None:
+    """`sinks.read` (status, ledger, dashboard, reports) on a warehouse table: the rows,
+    counts per column value, an absent table, and the URL's query passed on."""
+    from dataplump.sinks.read import count_rows, read_table
+
+    sink = make_sink(postgres_url, schema="dw", mode="append")
+    statuses = ["paid", "shipped", "paid", None]
+    rows = batch({"id": [1, 2, 3, 4], "status": statuses}, [0, 1, 2, 3])
+    sink.write(rows, next_offsets(rows))
+    sink.close()
+    config = SinkConfig.model_validate(
+        {"kind": "postgres", "url": postgres_url + "?sslmode=disable", "schema": "dw"}
+    )
+    frame = read_table(config, "orders", ["id", "status", "not_there"])
+    assert frame.columns == ["id", "status"]
+    assert sorted(frame.rows()) == sorted(zip([1, 2, 3, 4], statuses, strict=True))
+    assert count_rows(config, "orders") == {(): 4}
+    assert count_rows(config, "orders", ["status"]) == {("paid",): 2, ("shipped",): 1, (None,): 1}
+    assert count_rows(config, "refunds") == {}
+    assert read_table(config, "refunds").is_empty()
+
+    # the URL's query reaches the connection: this server has no TLS
+    strict = config.model_copy(
+        update={"url": SinkConfig.model_validate(
+            {"kind": "postgres", "url": postgres_url + "?sslmode=require"}
+        ).url}
+    )  # fmt: skip
+    with pytest.raises(SinkError, match=r"cannot read warehouse table `dw.orders`: .*SSL"):
+        count_rows(strict, "orders")
