@@ -20,8 +20,8 @@ import pytest
 from dataplump.bus.kafka import Producer
 from dataplump.pipeline import topics
 from dataplump.pipeline.state import ensure_state_topics, write_state
+from tests.support.cli import CliResult
 from tests.support.extraction import (
-    CliResult,
     Extraction,
     OrdersDb,
     is_valid,

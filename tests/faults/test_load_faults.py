@@ -69,7 +69,7 @@ def own_postgres() -> Iterator[PostgresServer]:
 def wait_for_commits(table: Path, run: Loading, commits: int, timeout: float = 60) -> None:
     end = time.monotonic() + timeout
     while delta_commits(table) < commits:
-        assert run.running(), run.result(run.process.returncode).describe()
+        assert run.running(), run.result().describe()
         assert time.monotonic() < end, f"no {commits} commits in {timeout}s"
         time.sleep(0.02)
 
@@ -94,7 +94,7 @@ def test_warehouse_down_mid_load_is_retried_and_ends_exact(
         wait_for_commits(lake / "orders", run, 3)
         own_postgres.stop()
         time.sleep(2.5)  # the loader meets the dead warehouse and backs off
-        assert run.running(), run.result(run.process.returncode).describe()
+        assert run.running(), run.result().describe()
         own_postgres.ensure_running()
         result = run.wait(90)
     finally:

@@ -70,7 +70,7 @@ def test_a_worker_joins_then_one_leaves_mid_stream(
     first = Transformation(path, "--slot", "0", "--max-records", POLL, logs=logs, label="slot0")
     second: Transformation | None = None
     try:
-        assert watcher.wait_for(2_000, 40), first._result(0).describe()
+        assert watcher.wait_for(2_000, 40), first.result().describe()
         second = Transformation(path, "--slot", "1", "--max-records", POLL, logs=logs, label="s1")
         # Joined: the group rebalanced and the first worker went on with fewer partitions.
         assert watcher.wait_for(watcher.total + 3_000, 40)
@@ -84,7 +84,7 @@ def test_a_worker_joins_then_one_leaves_mid_stream(
             assert "Traceback" not in result.stderr, result.describe()
         left_at = watcher.total
         drained = watcher.wait_for(expected.total, DRAIN_WITHIN)
-        assert second.running(), second._result(0).describe()
+        assert second.running(), second.result().describe()
         stopped = second.stop(signal.SIGINT, timeout=30)
         assert drained, f"{watcher.total} of {expected.total} out\n{stopped.describe()}"
         assert stopped.returncode == 130, stopped.describe()

@@ -3,15 +3,46 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
 
-from tests.support.extraction import CliResult, _env
+
+def clean_env() -> dict[str, str]:
+    """This environment without DataPlump's overrides, plain output, wide lines."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DATAPLUMP__") and k != "DATAPLUMP_CONFIG"
+    }
+    env.update({"NO_COLOR": "1", "COLUMNS": "200", "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+@dataclass
+class CliResult:
+    """How one ``dataplump`` process ended."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+    def describe(self) -> str:
+        return (
+            f"exit {self.returncode} after {self.seconds:.1f}s\n--- stdout\n{self.stdout}"
+            f"--- stderr\n{self.stderr}"
+        )
 
 
 class Command:
@@ -36,7 +67,7 @@ class Command:
                 stdout=out,
                 stderr=err,
                 cwd=cwd,
-                env={**_env(), **(env or {})},
+                env={**clean_env(), **(env or {})},
                 text=True,
             )
 
@@ -44,6 +75,9 @@ class Command:
     def output(self) -> str:
         """What it printed so far (stdout, then stderr)."""
         return self._out.read_text() + self._err.read_text()
+
+    def running(self) -> bool:
+        return self.process.poll() is None
 
     def children(self) -> list[psutil.Process]:
         """Its child processes, oldest first."""
@@ -62,6 +96,17 @@ class Command:
     def interrupt(self) -> None:
         """Ctrl-C."""
         self.process.send_signal(signal.SIGINT)
+
+    def stop(self, sig: signal.Signals = signal.SIGINT, timeout: float = 60.0) -> CliResult:
+        """Send ``sig`` and wait for the end."""
+        self.process.send_signal(sig)
+        return self.wait(timeout)
+
+    def kill(self) -> CliResult:
+        """SIGKILL to the process (not its children): no cleanup of any kind runs in it."""
+        self.process.kill()
+        self.process.wait()
+        return self.result()
 
     def kill_tree(self) -> CliResult:
         """SIGKILL to the process and every child: nothing cleans up."""

@@ -15,10 +15,6 @@ it must reject without reading the database back:
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +24,8 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
+
+from tests.support.cli import CliResult, Command
 
 Kind = Literal["sqlite", "postgres", "mariadb"]
 
@@ -178,85 +176,12 @@ def write_pipeline(
 # --- the CLI as a process -------------------------------------------------------------
 
 
-def _env() -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("DATAPLUMP__") and k != "DATAPLUMP_CONFIG"
-    }
-    env.update({"NO_COLOR": "1", "COLUMNS": "200", "PYTHONUNBUFFERED": "1"})
-    return env
-
-
-def extract_command(config: Path, *args: str) -> list[str]:
-    """``python -m dataplump extract -c CONFIG --once ARGS`` with this interpreter."""
-    return [sys.executable, "-m", "dataplump", "extract", "-c", str(config), "--once", *args]
-
-
-@dataclass
-class CliResult:
-    """How one ``dataplump`` process ended."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    @property
-    def stderr_lines(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if line.strip()]
-
-    def describe(self) -> str:
-        return (
-            f"exit {self.returncode} after {self.seconds:.1f}s\n--- stdout\n{self.stdout}"
-            f"--- stderr\n{self.stderr}"
-        )
-
-
-class Extraction:
+class Extraction(Command):
     """One ``dataplump extract --once`` process; output goes to files (no pipe to fill)."""
 
     def __init__(self, config: Path, *args: str, logs: Path, label: str = "extract") -> None:
-        logs.mkdir(parents=True, exist_ok=True)
-        stamp = time.monotonic_ns()
-        self._out = logs / f"{label}-{stamp}.out"
-        self._err = logs / f"{label}-{stamp}.err"
-        self.started = time.monotonic()
-        with self._out.open("w") as out, self._err.open("w") as err:
-            self.process = subprocess.Popen(
-                extract_command(config, *args),
-                stdout=out,
-                stderr=err,
-                cwd=config.parent,
-                env=_env(),
-                text=True,
-            )
-
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def wait(self, timeout: float = 120.0) -> CliResult:
-        """Wait for the end (killing the process if it outlives ``timeout``)."""
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            result = self._result(self.process.returncode)
-            raise AssertionError(f"dataplump extract hung: {result.describe()}") from None
-        return self._result(code)
-
-    def kill(self) -> CliResult:
-        """SIGKILL: no cleanup of any kind runs in the process."""
-        self.process.kill()
-        return self._result(self.process.wait())
-
-    def _result(self, code: int) -> CliResult:
-        return CliResult(
-            code,
-            self._out.read_text(),
-            self._err.read_text(),
-            time.monotonic() - self.started,
+        super().__init__(
+            "extract", "-c", str(config), "--once", *args, logs=logs, cwd=config.parent, label=label
         )
 
 

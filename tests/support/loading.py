@@ -11,10 +11,6 @@ with its own sinks, and every load starts from the offsets its fresh sinks hold:
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +25,7 @@ from dataplump.pipeline import topics
 from dataplump.pipeline.extract import Extractor
 from dataplump.pipeline.transform import Transformer
 from dataplump.sinks.delta import read_delta
-from tests.support.extraction import CliResult, _env
+from tests.support.cli import CliResult, Command
 from tests.support.topics import read_committed
 from tests.support.transformation import Expected, write_pipeline
 
@@ -186,55 +182,12 @@ def delta_commits(table: Path) -> int:
 # --- ``dataplump load`` as a process ------------------------------------------------
 
 
-def load_command(config: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "dataplump", "load", "-c", str(config), *args]
-
-
-class Loading:
+class Loading(Command):
     """One ``dataplump load`` process; output goes to files (no pipe to fill)."""
 
     def __init__(self, config: Path, *args: str, logs: Path, label: str = "load") -> None:
-        logs.mkdir(parents=True, exist_ok=True)
-        stamp = time.monotonic_ns()
-        self._out = logs / f"{label}-{stamp}.out"
-        self._err = logs / f"{label}-{stamp}.err"
-        self.started = time.monotonic()
-        with self._out.open("w") as out, self._err.open("w") as err:
-            self.process = subprocess.Popen(
-                load_command(config, *args),
-                stdout=out,
-                stderr=err,
-                cwd=config.parent,
-                env=_env(),
-                text=True,
-            )
-
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def wait(self, timeout: float = 120.0) -> CliResult:
-        """Wait for the end (killing the process if it outlives ``timeout``)."""
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            result = self.result(self.process.returncode)
-            raise AssertionError(f"dataplump load hung: {result.describe()}") from None
-        return self.result(code)
-
-    def kill(self) -> CliResult:
-        """SIGKILL: no cleanup of any kind runs in the process."""
-        self.process.kill()
-        return self.result(self.process.wait())
-
-    def stop(self, sig: signal.Signals = signal.SIGINT, timeout: float = 60.0) -> CliResult:
-        self.process.send_signal(sig)
-        return self.wait(timeout)
-
-    def result(self, code: int) -> CliResult:
-        return CliResult(
-            code, self._out.read_text(), self._err.read_text(), time.monotonic() - self.started
+        super().__init__(
+            "load", "-c", str(config), *args, logs=logs, cwd=config.parent, label=label
         )
 
 

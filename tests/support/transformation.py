@@ -13,10 +13,7 @@ test_transform.py``, at any size):
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -27,7 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from dataplump.config import PipelineConfig
 from dataplump.pipeline import topics
-from tests.support.extraction import CliResult, _env
+from tests.support.cli import CliResult, Command
 from tests.support.topics import _consumer, duplicates, ids, read_committed
 
 STEP_MODULE = """
@@ -214,56 +211,12 @@ class OutputWatcher:
         self._reader.close()
 
 
-def transform_command(config: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "dataplump", "transform", "-c", str(config), *args]
-
-
-class Transformation:
+class Transformation(Command):
     """One ``dataplump transform`` process; output goes to files (no pipe to fill)."""
 
     def __init__(self, config: Path, *args: str, logs: Path, label: str = "transform") -> None:
-        logs.mkdir(parents=True, exist_ok=True)
-        stamp = time.monotonic_ns()
-        self._out = logs / f"{label}-{stamp}.out"
-        self._err = logs / f"{label}-{stamp}.err"
-        self.started = time.monotonic()
-        with self._out.open("w") as out, self._err.open("w") as err:
-            self.process = subprocess.Popen(
-                transform_command(config, *args),
-                stdout=out,
-                stderr=err,
-                cwd=config.parent,
-                env=_env(),
-                text=True,
-            )
-
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def wait(self, timeout: float = 120.0) -> CliResult:
-        """Wait for the end (killing the process if it outlives ``timeout``)."""
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            result = self._result(self.process.returncode)
-            raise AssertionError(f"dataplump transform hung: {result.describe()}") from None
-        return self._result(code)
-
-    def kill(self) -> CliResult:
-        """SIGKILL: no cleanup of any kind runs in the process."""
-        self.process.kill()
-        return self._result(self.process.wait())
-
-    def stop(self, sig: signal.Signals = signal.SIGINT, timeout: float = 60.0) -> CliResult:
-        """Send ``sig`` and wait for the end."""
-        self.process.send_signal(sig)
-        return self.wait(timeout)
-
-    def _result(self, code: int) -> CliResult:
-        return CliResult(
-            code, self._out.read_text(), self._err.read_text(), time.monotonic() - self.started
+        super().__init__(
+            "transform", "-c", str(config), *args, logs=logs, cwd=config.parent, label=label
         )
 
 

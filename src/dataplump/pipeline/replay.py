@@ -123,13 +123,16 @@ def plan(
     if kind not in KINDS:
         raise ConfigError(f"replay what? `dlq` or `failed`, not `{kind}`")
     _, ops = config.ops_sink
-    kept = read_table(ops, KINDS[kind])
-    done = replayed(config, bootstrap)
     selected = list(tables or config.tables)
+    kept = read_table(
+        ops,
+        KINDS[kind],
+        where=lambda columns: pl.col("table").is_in(selected) if "table" in columns else None,
+    )
+    done = replayed(config, bootstrap)
     result = ReplayPlan(kind, _replay_id(), {t: TableReplay(t) for t in selected})
     if kept.width == 0:
         return result
-    kept = kept.filter(pl.col("table").is_in(selected))
     where = (
         pl.col("_dp_topic")
         + ":"

@@ -12,6 +12,7 @@ it was loaded from), so the path is read back from the tables themselves:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -82,7 +83,7 @@ def trace(
     (replays too when ``bootstrap`` names the Kafka cluster)."""
     steps: list[Step] = []
     _, ops = config.ops_sink
-    dlq = _matching(read_table(ops, "_dlq"), "key", key).filter(pl.col("table") == table)
+    dlq = read_table(ops, "_dlq", where=_matching("key", key, table))
     for row in dlq.iter_rows(named=True):
         steps.append(_extracted(row))
         steps.append(
@@ -95,7 +96,7 @@ def trace(
                 row.get("_dp_extracted_at"),
             )
         )
-    failed = _matching(read_table(ops, "_failed"), "key", key).filter(pl.col("table") == table)
+    failed = read_table(ops, "_failed", where=_matching("key", key, table))
     for row in failed.iter_rows(named=True):
         steps.append(_extracted(row))
         steps.append(
@@ -111,7 +112,7 @@ def trace(
     if bootstrap is not None:
         steps += _replays(config, bootstrap, table, key)
     for sink_name, sink in config.sinks_of(table).items():
-        rows = _matching(read_table(sink, table), "_dp_pk", key)
+        rows = read_table(sink, table, where=_matching("_dp_pk", key))
         for row in rows.iter_rows(named=True):
             steps.append(_extracted(row))
             version, committed = (
@@ -170,14 +171,20 @@ def _replays(config: PipelineConfig, bootstrap: str, table: str, key: dict[str, 
     return found
 
 
-def _matching(frame: pl.DataFrame, column: str, key: dict[str, str]) -> pl.DataFrame:
-    if column not in frame.columns:
-        return frame.clear() if frame.width else frame
-    condition = pl.lit(True)
-    for name, value in key.items():
-        field = pl.col(column).str.json_path_match(f"$.{name}")
-        condition = condition & (field == value)
-    return frame.filter(condition)
+def _matching(
+    column: str, key: dict[str, str], table: str | None = None
+) -> Callable[[list[str]], pl.Expr]:
+    """The filter of the rows whose ``column`` (a JSON key) is ``key`` (of ``table``)."""
+
+    def condition(columns: list[str]) -> pl.Expr:
+        if column not in columns or (table is not None and "table" not in columns):
+            return pl.lit(False)
+        found = pl.lit(True) if table is None else pl.col("table") == table
+        for name, value in key.items():
+            found = found & (pl.col(column).str.json_path_match(f"$.{name}") == value)
+        return found
+
+    return condition
 
 
 def _record(row: dict[str, Any]) -> str:

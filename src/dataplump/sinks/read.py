@@ -21,23 +21,35 @@ if TYPE_CHECKING:
     from dataplump.config.models import SinkConfig
 
 
-def read_table(config: SinkConfig, table: str, columns: list[str] | None = None) -> pl.DataFrame:
+def read_table(
+    config: SinkConfig,
+    table: str,
+    columns: list[str] | None = None,
+    where: Callable[[list[str]], pl.Expr | None] | None = None,
+) -> pl.DataFrame:
     """The committed rows of ``table`` in the sink (``columns`` only, if given).
 
-    A table the sink does not hold yet reads as an empty frame without columns; a sink
-    that cannot be read raises :class:`SinkError` with one line saying why.
+    ``where(column names)`` gives a filter over those columns (None: every row); a Delta
+    table is filtered as it is scanned (the rows left out are never held), the other
+    kinds after reading. A table the sink does not hold yet reads as an empty frame
+    without columns; a sink that cannot be read raises :class:`SinkError` with one line
+    saying why.
     """
     if config.kind == "delta":
-        return _read_delta(config, table, columns)
+        return _read_delta(config, table, columns, where=where)
     if config.kind == "parquet":
         from dataplump.sinks.parquet import read_parquet_table
 
         place = table_place(config, table)
         data = read_parquet_table(place.uri, columns if columns else None, s3=config.s3)
-        return pl.DataFrame() if data.num_columns == 0 else pl.from_arrow(data)  # type: ignore[return-value]
-    if config.kind == "postgres":
-        return _read_postgres(config, table, columns)
-    raise SinkError(f"cannot read a `{config.kind}` sink")
+        frame = pl.DataFrame() if data.num_columns == 0 else pl.from_arrow(data)
+        assert isinstance(frame, pl.DataFrame)
+    elif config.kind == "postgres":
+        frame = _read_postgres(config, table, columns)
+    else:
+        raise SinkError(f"cannot read a `{config.kind}` sink")
+    condition = where(frame.columns) if where is not None and frame.width else None
+    return frame if condition is None else frame.filter(condition)
 
 
 def count_rows(
@@ -61,7 +73,12 @@ def count_rows(
 
 
 def _read_delta(
-    config: SinkConfig, table: str, columns: list[str] | None, *, count_only: bool = False
+    config: SinkConfig,
+    table: str,
+    columns: list[str] | None,
+    *,
+    count_only: bool = False,
+    where: Callable[[list[str]], pl.Expr | None] | None = None,
 ) -> pl.DataFrame:
     from deltalake import DeltaTable
     from deltalake.exceptions import DeltaError, TableNotFoundError
@@ -80,6 +97,8 @@ def _read_delta(
     scan = pl.scan_delta(place.uri, storage_options=place.storage_options)
     if count_only:
         return scan.select(pl.len()).collect()
+    if where is not None and (condition := where(names)) is not None:
+        scan = scan.filter(condition)
     frame = scan.select(wanted).collect()
     for column in columns or ():
         if column not in frame.columns:  # added to the config but not written yet

@@ -20,8 +20,8 @@ import sqlalchemy as sa
 
 from dataplump.pipeline import topics
 from dataplump.services.kafka import free_port
+from tests.support.cli import CliResult
 from tests.support.extraction import (
-    CliResult,
     Kind,
     OrdersDb,
     is_valid,

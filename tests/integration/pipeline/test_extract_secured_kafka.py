@@ -16,8 +16,8 @@ import pytest
 
 from dataplump.pipeline import topics
 from dataplump.services.kafka import KafkaManager, free_port
+from tests.support.cli import CliResult
 from tests.support.extraction import (
-    CliResult,
     OrdersDb,
     is_valid,
     orders_table,

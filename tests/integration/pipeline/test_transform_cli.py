@@ -19,7 +19,7 @@ from dataplump.config import PipelineConfig, load_config
 from dataplump.pipeline import topics
 from dataplump.pipeline.extract import Extractor
 from dataplump.pipeline.transform import Transformer
-from tests.support.extraction import CliResult
+from tests.support.cli import CliResult
 from tests.support.topics import read_committed
 from tests.support.transformation import (
     Expected,
@@ -189,7 +189,7 @@ def test_ctrl_c_stops_after_the_batch_and_once_finishes_the_rest(
     watcher = OutputWatcher.of(kafka_bootstrap, config)
     running = Transformation(path, "--max-records", "200", logs=logs, label="long")
     try:
-        assert watcher.wait_for(1, 60), running._result(0).describe()
+        assert watcher.wait_for(1, 60), running.result().describe()
         first = running.stop(signal.SIGINT, timeout=60)
     finally:
         watcher.close()
