@@ -2,66 +2,38 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from dataplump.services.kafka import free_port
+from tests.support.docs import DOCS, kafka_down, run_script, worked_example
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
-
-DOCS = Path(__file__).parents[2] / "docs"
-
-
-def worked_example(page: str) -> str:
-    """The first ```bash block after the heading "## A worked example" of ``page``."""
-    text = (DOCS / page).read_text()
-    section = text[text.index("## A worked example") :]
-    match = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
-    assert match is not None, f"no bash block in the worked example of {page}"
-    return match.group(1)
-
-
-def run(script: str, folder: Path, port: int) -> subprocess.CompletedProcess[str]:
-    bin_dir = str(Path(sys.executable).parent)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATAPLUMP", "SHOP_DB"))}
-    env |= {"PATH": f"{bin_dir}:{env['PATH']}", "NO_COLOR": "1", "COLUMNS": "200"}
-    return subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script.replace("39092", str(port))],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_extract_transform_load_examples(tmp_path: Path) -> None:
     port = free_port()
     try:
-        extract = run(worked_example("extract.md"), tmp_path, port)
+        extract = run_script(worked_example("extract.md"), tmp_path, port)
         assert extract.returncode == 0, extract.stderr
         assert re.search(r"orders\s+3\s+1\s+2\s+1", extract.stdout), extract.stdout
 
-        transform = run(worked_example("transform.md"), tmp_path, port)
+        transform = run_script(worked_example("transform.md"), tmp_path, port)
         assert transform.returncode == 0, transform.stderr
         assert re.search(r"orders\s+1\s+1\s+0\s+0\s+1", transform.stdout), transform.stdout
         assert '"country":"NO"' in transform.stdout
 
-        load = run(worked_example("load.md"), tmp_path, port)
+        load = run_script(worked_example("load.md"), tmp_path, port)
         assert load.returncode == 0, load.stderr
         assert re.search(r"orders\s+1\s+lake 1\s+0", load.stdout), load.stdout
         assert re.search(r"_dlq\s+2\s+lake 2", load.stdout), load.stdout
         assert re.search(r"│ 1\s+┆ NO\s+┆", load.stdout), load.stdout
         assert "WRITE" in load.stdout
     finally:
-        run("dataplump kafka down -c dataplump.yaml", tmp_path, port)
+        kafka_down("dataplump.yaml", tmp_path, port)
 
 
 def test_run_status_trace_replay_example(tmp_path: Path) -> None:
@@ -69,7 +41,7 @@ def test_run_status_trace_replay_example(tmp_path: Path) -> None:
     shutil.copytree(DOCS.parent / "examples" / "shop", tmp_path / "examples" / "shop")
     port = free_port()
     try:
-        done = run(worked_example("run.md"), tmp_path, port)
+        done = run_script(worked_example("run.md"), tmp_path, port)
         assert done.returncode == 0, done.stdout + done.stderr
         assert f"started the managed Kafka broker at 127.0.0.1:{port}" in done.stdout
         assert "ledger (this run, the first: every run)" in done.stdout, done.stdout
@@ -77,4 +49,4 @@ def test_run_status_trace_replay_example(tmp_path: Path) -> None:
         assert re.search(r"orders id=1: in the source now", done.stdout), done.stdout
         assert re.search(r"customers: 0 of \d+ would now pass; \d+ still fail", done.stdout)
     finally:
-        run("dataplump kafka down -c examples/shop/dataplump.yaml", tmp_path, port)
+        kafka_down("examples/shop/dataplump.yaml", tmp_path, port)

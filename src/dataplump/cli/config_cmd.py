@@ -74,11 +74,13 @@ def check(
         if steps:
             from dataplump.engine import check_steps  # imports DuckDB, pandas, polars
 
-            problems = [
-                (problem.path, problem.message)
-                for table in pipeline.transform.steps
-                for problem in check_steps(pipeline, table)
-            ]
+            problems = list(  # a reference several tables use is one problem
+                dict.fromkeys(
+                    (problem.path, problem.message)
+                    for table in pipeline.transform.steps
+                    for problem in check_steps(pipeline, table)
+                )
+            )
             if problems:
                 raise InvalidConfigError(config, locate(config, problems))
     except InvalidConfigError as exc:

@@ -133,10 +133,8 @@ def run(
         if kind == "progress":
             if tally.progress(stage, payload):
                 metrics.observe(stage, payload)
-        elif kind in ("error", "fatal"):
+        elif kind in ("error", "fatal", "crash"):
             console.print(f"[red]{stage}[/]: {payload}", soft_wrap=True, highlight=False)
-        elif kind == "crash":
-            console.print(f"[red]{stage}[/]: {payload}", soft_wrap=True)
         elif kind == "restart":
             error, delay = payload
             tally.restarted(stage)

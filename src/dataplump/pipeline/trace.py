@@ -83,32 +83,20 @@ def trace(
     (replays too when ``bootstrap`` names the Kafka cluster)."""
     steps: list[Step] = []
     _, ops = config.ops_sink
-    dlq = read_table(ops, "_dlq", where=_matching("key", key, table))
-    for row in dlq.iter_rows(named=True):
-        steps.append(_extracted(row))
-        steps.append(
-            Step(
-                row.get("kafka_timestamp"),
-                "dead-letter",
-                f"broke {row.get('rules')}: {row.get('message')}",
-                _record(row),
-                {"contract": row.get("contract"), "reasons": row.get("reasons")},
-                row.get("_dp_extracted_at"),
+    for store, stage in (("_dlq", "dead-letter"), ("_failed", "failed")):
+        for row in read_table(ops, store, where=_matching("key", key, table)).iter_rows(named=True):
+            steps.append(_extracted(row))
+            if stage == "dead-letter":
+                what = f"broke {row.get('rules')}: {row.get('message')}"
+                detail = {"contract": row.get("contract"), "reasons": row.get("reasons")}
+            else:
+                step, rules = row.get("step"), row.get("rules")
+                what = f"step {step} failed it ({rules}): {row.get('message')}"
+                detail = {"reasons": row.get("reasons")}
+            origin = row.get("_dp_extracted_at")
+            steps.append(
+                Step(row.get("kafka_timestamp"), stage, what, _record(row), detail, origin)
             )
-        )
-    failed = read_table(ops, "_failed", where=_matching("key", key, table))
-    for row in failed.iter_rows(named=True):
-        steps.append(_extracted(row))
-        steps.append(
-            Step(
-                row.get("kafka_timestamp"),
-                "failed",
-                f"step {row.get('step')} failed it ({row.get('rules')}): {row.get('message')}",
-                _record(row),
-                {"reasons": row.get("reasons")},
-                row.get("_dp_extracted_at"),
-            )
-        )
     if bootstrap is not None:
         steps += _replays(config, bootstrap, table, key)
     for sink_name, sink in config.sinks_of(table).items():

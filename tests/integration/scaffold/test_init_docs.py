@@ -2,48 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from dataplump.services.kafka import free_port
+from tests.support.docs import DOCS, kafka_down, run_script, worked_example
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
 
-PAGE = Path(__file__).parents[3] / "docs" / "init.md"
-
-
-def worked_example() -> str:
-    text = PAGE.read_text()
-    section = text[text.index("## A worked example") :]
-    match = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
-    assert match is not None, "no bash block in the worked example of docs/init.md"
-    return match.group(1)
-
-
-def run(script: str, folder: Path) -> subprocess.CompletedProcess[str]:
-    bin_dir = str(Path(sys.executable).parent)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAPLUMP")}
-    env |= {"PATH": f"{bin_dir}:{env['PATH']}", "NO_COLOR": "1", "COLUMNS": "200"}
-    return subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+PAGE = DOCS / "init.md"
 
 
 def test_worked_example(tmp_path: Path) -> None:
-    port = str(free_port())
+    port = free_port()
     try:
-        result = run(worked_example().replace("39092", port), tmp_path)
+        result = run_script(worked_example("init.md"), tmp_path, port)
         assert result.returncode == 0, result.stdout + result.stderr
         out = result.stdout
         assert "wrote pipeline `shop` in shop:" in out
@@ -59,6 +34,4 @@ def test_worked_example(tmp_path: Path) -> None:
             if line.startswith("  ") and ":" in line and not line.startswith("  #"):
                 assert line.rstrip() in page, f"docs/init.md shows another contract: {line}"
     finally:
-        down = f"export DATAPLUMP__KAFKA__MANAGED__PORT={port}\n"
-        down += "dataplump kafka down -c shop/dataplump.yaml || true\n"
-        run(down, tmp_path)
+        kafka_down("shop/dataplump.yaml", tmp_path, port)

@@ -45,3 +45,15 @@ def test_config_check_with_steps_passes(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "is valid" in result.output
+
+
+def test_config_check_names_a_missing_reference_once(tmp_path: Path) -> None:
+    """Two tables join `customers`: its problem is one line, not one per table."""
+    url = f"sqlite:///{tmp_path / 'missing.db'}"
+    result = CliRunner().invoke(
+        app, ["config", "check", "-c", str(EXAMPLE), "--steps"], env={"SHOP_DB_URL": url}
+    )
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if "reference `" in line]
+    assert len(lines) == len(set(lines)) == 2, result.output
+    assert "2 problems in" in result.output
