@@ -115,9 +115,9 @@ class Period:
 
     def __post_init__(self) -> None:
         if self.until <= self.since:
+            shown = [t.isoformat(timespec="seconds") for t in (self.since, self.until)]
             raise ReportInputError(
-                f"the period is empty: --since {self.since.isoformat()} is not before"
-                f" --until {self.until.isoformat()}"
+                f"the period is empty: --since {shown[0]} is not before --until {shown[1]}"
             )
 
     @property
@@ -677,8 +677,24 @@ def write_report(
     """Write the report of ``[since, until)`` (default: the last 24 h) to ``path``
     (default ``report.<fmt>``; the format from its suffix when ``fmt`` is None) and
     return the path. ``snapshot``: one already read (else the lake, and Kafka if it
-    answers within a few seconds). Raises :class:`ReportInputError` for a wrong period,
+    answers within a few seconds). ``since``/``until``: datetimes, or text as
+    :func:`parse_time` reads it. Raises :class:`ReportInputError` for a wrong period,
     table, format or path."""
+    return make_report(config, path, fmt, since, until, tables, snapshot, now=now)[0]
+
+
+def make_report(
+    config: PipelineConfig,
+    path: str | Path | None,
+    fmt: str | None = None,
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
+    tables: Iterable[str] | None = None,
+    snapshot: data.Snapshot | None = None,
+    *,
+    now: datetime | None = None,
+) -> tuple[Path, Report]:
+    """:func:`write_report`, returning the :class:`Report` written too."""
     from dataplump.present import report_render
 
     target, chosen = output_path(path, fmt)
@@ -699,7 +715,7 @@ def write_report(
         delivery=delivery, delivery_error=delivery_error,
     )  # fmt: skip
     report_render.write(report, target, chosen, secret_values(config))
-    return target
+    return target, report
 
 
 def _check_writable(target: Path) -> None:
@@ -730,6 +746,7 @@ __all__ = [
     "ReportInputError",
     "TableFigures",
     "build_report",
+    "make_report",
     "parse_time",
     "read_delivery",
     "read_for_report",
