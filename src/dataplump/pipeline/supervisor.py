@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dataplump.errors import DataPlumpError
-from dataplump.pipeline.stages import STAGES, run_stage
+from dataplump.pipeline.stages import STAGES, run_stage, stages_for
 
 MAX_BACKOFF = 60.0
 FIRST_BACKOFF = 1.0
@@ -74,9 +74,15 @@ class Supervisor:
         config: Path,
         bootstrap: str,
         *,
-        stages: Sequence[str] = STAGES,
+        stages: Sequence[str] | None = None,
         on_event: Callable[[Event], None] = lambda _event: None,
     ) -> None:
+        """``stages``: default :data:`STAGES`, and ``report`` when the pipeline file
+        schedules reports (``present.reports``)."""
+        if stages is None:
+            from dataplump.config import load_config
+
+            stages = stages_for(load_config(config))
         self.config = config
         self.bootstrap = bootstrap
         self.on_event = on_event
