@@ -93,11 +93,14 @@ def parse_time(text: str, now: datetime) -> datetime:
 
 
 def _span(seconds: float) -> str:
-    """``1 day``, ``7 days``, ``24 h``... : a period's length in words."""
+    """``1 day``, ``7 days``, ``24 h``, ``1.5 h``... : a period's length in words."""
     for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size and seconds % size == 0:
             n = int(seconds // size)
             return f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''}"
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"about {seconds / size:.1f} {unit}"
     return f"{seconds:g} s"
 
 
