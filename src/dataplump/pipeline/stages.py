@@ -10,7 +10,9 @@ until its input is drained) and reports on ``events`` (a multiprocessing queue):
 - ``("done", stage, "")``: the stage ended cleanly.
 
 The bodies take plain arguments (a path, strings, booleans) so that a ``spawn`` child
-can receive them, and import their stage only when they run.
+can receive them, and import their stage only when they run. The ``report`` stage
+(scheduled reports, :mod:`dataplump.present.report_schedule`) runs only for a pipeline
+file with ``present.reports`` (:func:`stages_for`).
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ Two modes:
 
 - :meth:`Supervisor.run_forever`: all stages at once until :meth:`stop`;
 - :meth:`Supervisor.run_once`: the stages one after the other, each draining its input
-  (extract to the source's current end, then transform, load, notify); a stage that
-  fails is restarted up to :data:`ONCE_ATTEMPTS` times, then the run stops with its error
-  (at once for an error a retry cannot fix, such as a wrong config).
+  (extract to the source's current end, then transform, load, notify, and the reports due
+  when ``present.reports`` is set); a stage that fails is restarted up to
+  :data:`ONCE_ATTEMPTS` times, then the run stops with its error (at once for an error a
+  retry cannot fix, such as a wrong config).
 """
 
 from __future__ import annotations
