@@ -413,16 +413,13 @@ def _incidents(
     """Incidents opened or resolved in the period, or open at its end (as they stood
     then), with how far their notifications got."""
     resolve_after = config.notify.grouping.resolve_after
-    since, until = period.since.isoformat(), period.until.isoformat()
     found = data.incidents(snapshot, resolve_after, now=at, before=period.until)
     chosen, counts = [], {"opened": 0, "resolved": 0, "open": 0}
     for incident in found:
         if incident["table"] is not None and incident["table"] not in tables:
             continue
-        first = _iso(incident["first_seen"]) or ""
-        resolved = _iso(incident["resolved_at"]) or ""
-        opened_in = since <= first < until
-        resolved_in = since <= resolved < until
+        opened_in = _within(incident["first_seen"], period)
+        resolved_in = _within(incident["resolved_at"], period)
         is_open = incident["status"] == "open"
         if not (opened_in or resolved_in or is_open):
             continue
@@ -441,11 +438,11 @@ def _incidents(
     return chosen[:MAX_INCIDENTS], max(0, len(chosen) - MAX_INCIDENTS), counts
 
 
-def _iso(value: str | None) -> str | None:
-    """An ISO time as UTC ISO text (comparable as text with :meth:`datetime.isoformat`)."""
+def _within(value: str | None, period: Period) -> bool:
+    """Whether the ISO time ``value`` is in ``period``."""
     if value is None:
-        return None
-    return datetime.fromisoformat(value).astimezone(UTC).isoformat()
+        return False
+    return period.since <= datetime.fromisoformat(value) < period.until
 
 
 def _charts(
