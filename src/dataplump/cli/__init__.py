@@ -23,6 +23,7 @@ from dataplump.cli import (
     load_cmd,
     notify_cmd,
     replay_cmd,
+    report_cmd,
     run_cmd,
     sample_cmd,
     serve_cmd,
@@ -54,6 +55,7 @@ app.command("trace")(trace_cmd.trace)
 app.command("replay")(replay_cmd.replay)
 app.add_typer(sample_cmd.app, name="sample")
 app.command("serve")(serve_cmd.serve)
+app.command("report")(report_cmd.report)
 
 
 class LogFormatChoice(StrEnum):

@@ -784,6 +784,65 @@ class ChartConfig(_Model):
         return self
 
 
+ReportFormat = Literal["html", "pdf", "md"]
+"""A report's file format: one self-contained HTML page, a paginated PDF, or Markdown
+(with its charts as PNG files beside it)."""
+_EMAIL = re.compile(r"[^@\s/\\]+@[^@\s/\\]+\.[^@\s/\\]+")
+MIN_REPORT_EVERY = 10.0
+"""Seconds: the shortest `every` of a scheduled report."""
+
+
+class ReportSchedule(_Model):
+    """One entry of ``present.reports:`` — a report `dataplump run` writes to a folder or
+    e-mails, every `every`, over the period that just ended."""
+
+    every: Annotated[Seconds, Field(ge=MIN_REPORT_EVERY)]
+    """How often (`1d`, `12h`, `7d`; at least 10 s). Periods are aligned to whole
+    multiples of it since 1970-01-01 UTC: `1d` reports cover UTC days, written just after
+    midnight UTC."""
+    to: str = Field(min_length=1)
+    """A folder (made if missing; relative to the pipeline file) or an e-mail address
+    (sent through the first `email` channel of `notify.channels`, the report attached)."""
+    format: ReportFormat = "pdf"
+    """`pdf`, `html` (one self-contained file) or `md` (Markdown, charts as PNG files)."""
+    since: Annotated[Seconds, Field(gt=0)] | None = None
+    """Length of the period a report covers, ending at its due time; default: `every`."""
+    tables: tuple[str, ...] | None = None
+    """Only these tables (default: all)."""
+    name: Annotated[str, AfterValidator(_check_name)] = "report"
+    """Start of the file names (`report-2026-11-27.pdf`) and of the e-mail subject."""
+
+    @property
+    def is_email(self) -> bool:
+        """Whether `to` is an e-mail address (else a folder)."""
+        return _EMAIL.fullmatch(self.to.strip()) is not None
+
+    @property
+    def folder(self) -> Path:
+        """`to` as a folder (only meaningful when not :attr:`is_email`)."""
+        return Path(self.to)
+
+    @property
+    def period(self) -> float:
+        """Seconds a report covers: `since`, else `every`."""
+        return self.since if self.since is not None else self.every
+
+    @property
+    def key(self) -> str:
+        """Identity of the schedule in the remembered state (when it last ran)."""
+        return f"{self.name}:{self.format}:{self.to}:{self.every:g}:{self.period:g}"
+
+    @field_validator("to", mode="after")
+    @classmethod
+    def _resolve_folder(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        if "@" in value and "/" not in value and "\\" not in value:
+            if _EMAIL.fullmatch(value) is None:
+                raise ValueError(f"`{value}` is neither a folder path nor an e-mail address")
+            return value
+        return str(_resolve(Path(value), info))
+
+
 class PresentConfig(_Model):
     """``present:`` — the dashboard web app (`dataplump serve`) and reports."""
 
@@ -800,6 +859,9 @@ class PresentConfig(_Model):
     read) is above this gets a warning beside it (as does a table with open incidents)."""
     charts: tuple[ChartConfig, ...] = ()
     """Charts of the Data page, each a SQL query over the curated tables and how to draw it."""
+    reports: tuple[ReportSchedule, ...] = ()
+    """Reports `dataplump run` writes or e-mails on a schedule (`dataplump report` makes
+    one now)."""
 
     @model_validator(mode="after")
     def _unique_chart_names(self) -> PresentConfig:
@@ -808,6 +870,15 @@ class PresentConfig(_Model):
             if chart.name in seen:
                 raise conflict(f"two charts are named `{chart.name}`", "charts", i, "name")
             seen.add(chart.name)
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_reports(self) -> PresentConfig:
+        seen: set[str] = set()
+        for i, report in enumerate(self.reports):
+            if report.key in seen:
+                raise conflict("two reports are scheduled alike; give one a `name`", "reports", i)
+            seen.add(report.key)
         return self
 
 
@@ -944,6 +1015,34 @@ class PipelineConfig(_Model):
                 "steps",
                 unknown[0],
             )
+        return self
+
+    @model_validator(mode="after")
+    def _reports_fit(self) -> PipelineConfig:
+        """A report sent by e-mail needs an `email` channel; its tables must exist."""
+        has_email = any(isinstance(c, EmailChannel) for c in self.notify.channels)
+        for i, report in enumerate(self.present.reports):
+            if report.is_email and not has_email:
+                raise conflict(
+                    f"a report to `{report.to}` is sent through an `email` channel of"
+                    " `notify.channels` (its SMTP server and `from`); add one, or write"
+                    " the report to a folder",
+                    "present",
+                    "reports",
+                    i,
+                    "to",
+                )
+            for table in report.tables or ():
+                if table not in self.tables:
+                    close = get_close_matches(table, self.tables, n=1)
+                    hint = f"did you mean `{close[0]}`? " if close else ""
+                    raise conflict(
+                        f"no table `{table}`; {hint}(tables: {', '.join(self.tables)})",
+                        "present",
+                        "reports",
+                        i,
+                        "tables",
+                    )
         return self
 
     def redacted_dump(self) -> dict[str, Any]:

@@ -272,7 +272,11 @@ class SmtpChannel(Channel):
         return self.tls == "ssl" or (self.tls == "auto" and self.port == 465)
 
     def send(self, notification: Notification) -> None:
-        message = email_message(notification, sender=self.sender, to=self.to)
+        self.send_message(email_message(notification, sender=self.sender, to=self.to))
+
+    def send_message(self, message: EmailMessage) -> None:
+        """Send a message made elsewhere (a report with its attachment) the way
+        :meth:`send` sends a notification: same TLS rules, same errors."""
         where = f"{self.name}: smtp://{self.host}:{self.port}"
         secrets = [self._password or ""]
         try:

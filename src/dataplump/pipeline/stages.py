@@ -10,7 +10,9 @@ until its input is drained) and reports on ``events`` (a multiprocessing queue):
 - ``("done", stage, "")``: the stage ended cleanly.
 
 The bodies take plain arguments (a path, strings, booleans) so that a ``spawn`` child
-can receive them, and import their stage only when they run.
+can receive them, and import their stage only when they run. The ``report`` stage
+(scheduled reports, :mod:`dataplump.present.report_schedule`) runs only for a pipeline
+file with ``present.reports`` (:func:`stages_for`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from dataplump.config import load_config
+from dataplump.config import PipelineConfig, load_config
 from dataplump.errors import ConfigError, DataPlumpError, TerminalError
 from dataplump.logs import setup_logging
 
@@ -31,6 +33,15 @@ Report = Callable[[Any], None]
 
 STAGES = ("extract", "transform", "load", "notify")
 """The stages ``run`` supervises, in the order ``--once`` runs them."""
+REPORT_STAGE = "report"
+"""Writes the scheduled reports; run (last) only when ``present.reports`` is not empty."""
+
+
+def stages_for(pipeline: PipelineConfig) -> tuple[str, ...]:
+    """The stages ``run`` supervises for ``pipeline``: :data:`STAGES`, and ``report``
+    when it schedules reports."""
+    return (*STAGES, REPORT_STAGE) if pipeline.present.reports else STAGES
+
 
 NOTIFY_RETRY_FOR = 60.0
 """With ``once``: seconds each notification is retried before it is kept for next time."""
@@ -43,6 +54,8 @@ def run_stage(stage: str, config: Path, bootstrap: str, once: bool, stop: Any, e
     setup_logging(level=level, prefix=stage)
     if stage == "notify":  # its log lines are the `log` channel's notifications (resolved: INFO)
         logging.getLogger("dataplump.notify").setLevel(min(level, logging.INFO))
+    if stage == REPORT_STAGE:  # one line per report written or sent
+        logging.getLogger("dataplump.present.report_schedule").setLevel(min(level, logging.INFO))
 
     def report(counts: Any) -> None:
         events.put(("progress", stage, counts if isinstance(counts, dict) else asdict(counts)))
@@ -114,9 +127,47 @@ def _notify(pipeline: Any, bootstrap: str, once: bool, stop: Any, report: Report
         notifier.close()
 
 
+def _report(pipeline: Any, bootstrap: str, once: bool, stop: Any, report: Report) -> None:
+    """Write the reports that are due, then sleep until the next one is (or ``stop``);
+    with ``once``, the reports due now, then return (an error if one failed)."""
+    from datetime import UTC, datetime
+
+    from dataplump.present.report import read_for_report
+    from dataplump.present.report_schedule import (
+        RETRY_AFTER,
+        KafkaReportState,
+        run_due_reports,
+        seconds_until_due,
+    )
+
+    state = KafkaReportState(pipeline, bootstrap)
+    while not stop.is_set():
+        outcomes = run_due_reports(
+            pipeline,
+            datetime.now(UTC),
+            state,
+            read=lambda: read_for_report(pipeline, bootstrap)[0],
+        )
+        failed = [o for o in outcomes if not o.ok]
+        if once:
+            if failed:
+                more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+                raise ReportStageError(f"{failed[0].error}{more}")
+            return
+        wait = seconds_until_due(pipeline, datetime.now(UTC), state)
+        if failed:
+            wait = min(wait, RETRY_AFTER) if wait > 0 else RETRY_AFTER
+        stop.wait(max(wait, 0.2))
+
+
+class ReportStageError(DataPlumpError):
+    """A scheduled report of ``run --once`` could not be written or sent."""
+
+
 BODIES: dict[str, Callable[[Any, str, bool, Any, Report], None]] = {
     "extract": _extract,
     "transform": _transform,
     "load": _load,
     "notify": _notify,
+    REPORT_STAGE: _report,
 }

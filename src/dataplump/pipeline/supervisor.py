@@ -10,9 +10,10 @@ Two modes:
 
 - :meth:`Supervisor.run_forever`: all stages at once until :meth:`stop`;
 - :meth:`Supervisor.run_once`: the stages one after the other, each draining its input
-  (extract to the source's current end, then transform, load, notify); a stage that
-  fails is restarted up to :data:`ONCE_ATTEMPTS` times, then the run stops with its error
-  (at once for an error a retry cannot fix, such as a wrong config).
+  (extract to the source's current end, then transform, load, notify, and the reports due
+  when ``present.reports`` is set); a stage that fails is restarted up to
+  :data:`ONCE_ATTEMPTS` times, then the run stops with its error (at once for an error a
+  retry cannot fix, such as a wrong config).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from dataplump.errors import DataPlumpError
-from dataplump.pipeline.stages import STAGES, run_stage
+from dataplump.pipeline.stages import STAGES, run_stage, stages_for
 
 MAX_BACKOFF = 60.0
 FIRST_BACKOFF = 1.0
@@ -74,9 +75,15 @@ class Supervisor:
         config: Path,
         bootstrap: str,
         *,
-        stages: Sequence[str] = STAGES,
+        stages: Sequence[str] | None = None,
         on_event: Callable[[Event], None] = lambda _event: None,
     ) -> None:
+        """``stages``: default :data:`STAGES`, and ``report`` when the pipeline file
+        schedules reports (``present.reports``)."""
+        if stages is None:
+            from dataplump.config import load_config
+
+            stages = stages_for(load_config(config))
         self.config = config
         self.bootstrap = bootstrap
         self.on_event = on_event

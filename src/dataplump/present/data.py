@@ -338,11 +338,32 @@ def _now(now: datetime | None) -> datetime:
     return now or datetime.now(UTC)
 
 
-def rejected_counts(snapshot: Snapshot) -> dict[str, dict[str, int]]:
-    """Per table, the rows in ``_dlq`` (``invalid``) and ``_failed`` (``failed``)."""
+def period_clause(
+    column: str, since: datetime | None = None, until: datetime | None = None
+) -> tuple[str, list[Any]]:
+    """``WHERE`` conditions (without the keyword; ``true`` for none) keeping the rows whose
+    ``column`` is in ``[since, until)``, and their parameters."""
+    where, params = [], []
+    if since is not None:
+        where.append(f"{column} >= ?")
+        params.append(since)
+    if until is not None:
+        where.append(f"{column} < ?")
+        params.append(until)
+    return (" AND ".join(where) or "true"), params
+
+
+def rejected_counts(
+    snapshot: Snapshot, since: datetime | None = None, until: datetime | None = None
+) -> dict[str, dict[str, int]]:
+    """Per table, the rows in ``_dlq`` (``invalid``) and ``_failed`` (``failed``); with
+    ``since``/``until``, those kept in ``[since, until)`` (by ``kafka_timestamp``: when the
+    stage rejected them)."""
+    where, params = period_clause("kafka_timestamp", since, until)
     rows = snapshot.query(
-        "SELECT 'invalid' AS what, \"table\", count(*) AS n FROM _dlq GROUP BY ALL"
-        " UNION ALL SELECT 'failed', \"table\", count(*) FROM _failed GROUP BY ALL"
+        f"SELECT 'invalid' AS what, \"table\", count(*) AS n FROM _dlq WHERE {where} GROUP BY ALL"
+        f" UNION ALL SELECT 'failed', \"table\", count(*) FROM _failed WHERE {where} GROUP BY ALL",
+        params * 2,
     )
     counts: dict[str, dict[str, int]] = {}
     for row in rows:
@@ -351,20 +372,25 @@ def rejected_counts(snapshot: Snapshot) -> dict[str, dict[str, int]]:
 
 
 def incidents(
-    snapshot: Snapshot, resolve_after: float, now: datetime | None = None
+    snapshot: Snapshot,
+    resolve_after: float,
+    now: datetime | None = None,
+    before: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Alert events grouped into incidents as ``notify`` groups them: events of one
     (table, stage, kind, rule, fingerprint); a silence longer than ``resolve_after``
     closes one and the next event opens a new one. Open: its last event is younger than
-    ``resolve_after``. Newest first."""
+    ``resolve_after`` at ``now``. Newest first. With ``before``, only the events seen
+    before it count (the incidents as they stood then: pass ``now=before`` too)."""
+    where, params = period_clause("coalesce(first_seen, kafka_timestamp)", None, before)
     rows = snapshot.query(
-        """
+        f"""
         WITH events AS (
             SELECT "table", stage, kind, rule, fingerprint, owner, message, run_id, kept_in,
                    coalesce("count", 0) AS n,
                    coalesce(first_seen, kafka_timestamp) AS first_seen,
                    coalesce(last_seen, kafka_timestamp) AS last_seen
-            FROM _alerts
+            FROM _alerts WHERE {where}
         ), marked AS (
             SELECT *, CASE WHEN epoch(first_seen) - epoch(lag(last_seen) OVER w) <= ?
                            THEN 0 ELSE 1 END AS opens
@@ -382,7 +408,7 @@ def incidents(
                arg_max(run_id, last_seen) AS last_run, arg_max(kept_in, last_seen) AS kept_in
         FROM numbered GROUP BY ALL ORDER BY last_seen DESC
         """,
-        [resolve_after],
+        [*params, resolve_after],
     )
     at = _now(now)
     for row in rows:
@@ -396,12 +422,18 @@ def incidents(
     return rows
 
 
-def freshness(snapshot: Snapshot, now: datetime | None = None) -> dict[str, dict[str, Any]]:
-    """Per curated table, the newest ``_dp_extracted_at`` and its age in seconds."""
+def freshness(
+    snapshot: Snapshot, now: datetime | None = None, before: datetime | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per curated table, the newest ``_dp_extracted_at`` (before ``before``, if given)
+    and its age in seconds at ``now``."""
     at = _now(now)
+    where, params = period_clause("_dp_extracted_at", None, before)
     found: dict[str, dict[str, Any]] = {}
     for table in snapshot.curated:
-        row = snapshot.query(f"SELECT max(_dp_extracted_at) AS newest FROM {_ident(table)}")[0]
+        row = snapshot.query(
+            f"SELECT max(_dp_extracted_at) AS newest FROM {_ident(table)} WHERE {where}", params
+        )[0]
         newest = row["newest"]
         age = (at - datetime.fromisoformat(newest)).total_seconds() if newest else None
         found[table] = {"newest": newest, "age_seconds": None if age is None else round(age, 1)}
@@ -513,15 +545,60 @@ def rejects_over_time(snapshot: Snapshot, bucket: str | None = None) -> list[dic
     )
 
 
-def rejects_by_rule(snapshot: Snapshot) -> list[dict[str, Any]]:
+def rejects_by_rule(
+    snapshot: Snapshot, since: datetime | None = None, until: datetime | None = None
+) -> list[dict[str, Any]]:
     """Rejected records per rule (one record counts under each rule it broke), table and
-    store; the rules that fire most first."""
+    store; the rules that fire most first. With ``since``/``until``, the records kept in
+    ``[since, until)`` (by ``kafka_timestamp``)."""
+    where, params = period_clause("kafka_timestamp", since, until)
     return snapshot.query(
         f"""SELECT trim(rule) AS rule, "table", store, count(*) AS records
         FROM (SELECT unnest(string_split(coalesce(rules, 'unknown'), ',')) AS rule, "table", store
-              FROM {_REJECTS})
-        GROUP BY ALL ORDER BY records DESC, rule"""
+              FROM {_REJECTS} WHERE {where})
+        GROUP BY ALL ORDER BY records DESC, rule, "table", store""",
+        params,
     )
+
+
+def extracted_counts(
+    snapshot: Snapshot, since: datetime | None = None, until: datetime | None = None
+) -> dict[str, dict[str, int]]:
+    """Per table, the rows the extraction ``read`` (and found ``valid`` and ``invalid``),
+    added up over the extract runs of ``_runs`` that ended in ``[since, until)`` (each
+    run's own counts: a run that failed half way counts what it committed)."""
+    where, params = period_clause("ended_at", since, until)
+    rows = snapshot.query(
+        f"""SELECT t AS "table",
+               CAST(sum(CAST(json_extract_string(counts, '$."' || t || '".read') AS BIGINT))
+                    AS BIGINT) AS "read",
+               CAST(sum(CAST(json_extract_string(counts, '$."' || t || '".valid') AS BIGINT))
+                    AS BIGINT) AS valid,
+               CAST(sum(CAST(json_extract_string(counts, '$."' || t || '".invalid') AS BIGINT))
+                    AS BIGINT) AS invalid,
+               count(DISTINCT run_id) AS runs
+        FROM (SELECT counts, run_id, unnest(json_keys(counts)) AS t FROM _runs
+              WHERE stage = 'extract' AND counts IS NOT NULL AND json_valid(counts) AND {where})
+        GROUP BY ALL ORDER BY 1""",
+        params,
+    )
+    return {
+        str(r["table"]): {k: int(r[k] or 0) for k in ("read", "valid", "invalid", "runs")}
+        for r in rows
+    }
+
+
+def curated_counts(
+    snapshot: Snapshot, since: datetime | None = None, until: datetime | None = None
+) -> dict[str, int]:
+    """Per curated table, its rows whose ``_dp_extracted_at`` is in ``[since, until)`` (in
+    a merge-mode table a row counts once, at the extraction of its newest version)."""
+    where, params = period_clause("_dp_extracted_at", since, until)
+    found = {}
+    for table in snapshot.curated:
+        row = snapshot.query(f"SELECT count(*) AS n FROM {_ident(table)} WHERE {where}", params)
+        found[table] = int(row[0]["n"])
+    return found
 
 
 _REASON_SHAPE = '[{"rule": "VARCHAR", "column": "VARCHAR"}]'
