@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything DataPlump needs on a fresh Debian machine, and nothing twice:
 #   1. Debian packages: Java 17, Maven, PostgreSQL, MariaDB, kcat, openssl (test certificates),
-#      chromium (the dashboard's browser tests), Pango and a font (PDF reports, WeasyPrint)
+#      chromium (the dashboard's browser tests), Pango and a font (PDF reports, WeasyPrint),
+#      poppler-utils (the tests read the PDF with pdftotext; README pictures use pdftoppm)
 #   2. the Python environment: .venv in the repo, from uv.lock (exact versions)
 #   3. Apache Kafka's jars, from Maven Central into the jar cache
 # Run it as often as you like; a second run only checks.
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 UV_VERSION=0.13.8
 APT_PACKAGES=(openjdk-17-jre-headless maven postgresql mariadb-server kcat openssl chromium
-  libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core)
+  libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils)
 
 step() { printf '==> %s\n' "$*"; }
 started=$SECONDS

@@ -107,13 +107,16 @@ def demo(
 
 def _reports(config: Path, paths: list[Path]) -> None:
     from dataplump.config import load_config
-    from dataplump.present.report import write_report
+    from dataplump.present.report import read_for_report, write_report
 
     try:
         pipeline = load_config(config)
+        started = time.monotonic()
+        snapshot = read_for_report(pipeline)[0]  # the lake and the ledger, read once
+        console.print(f"    read the lake and the ledger in {time.monotonic() - started:.1f}s")
         for path in paths:
             started = time.monotonic()
-            write_report(pipeline, path, path.suffix.lstrip("."))
+            write_report(pipeline, path, path.suffix.lstrip("."), snapshot=snapshot)
             console.print(f"    {path} ({time.monotonic() - started:.1f}s)")
     except DataPlumpError as exc:
         fail(str(exc))
