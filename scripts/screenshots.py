@@ -20,6 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
+MAX_HEIGHT = 1600
+"""Pixels of a page photographed at most (the quality page's table runs long)."""
 PAGES = {"overview": "/", "quality": "/quality", "data": "/data", "alerts": "/alerts"}
 
 
@@ -55,7 +57,9 @@ def photograph(base: str, out: Path) -> None:
                 if page.locator(".chart").count():
                     page.wait_for_selector(".chart[data-rendered=true] svg", timeout=60_000)
                 target = out / f"dashboard-{name}.png"
-                page.screenshot(path=str(target), full_page=True)
+                height = min(page.evaluate("document.body.scrollHeight"), MAX_HEIGHT)
+                clip = {"x": 0, "y": 0, "width": 1280, "height": height}
+                page.screenshot(path=str(target), full_page=True, clip=clip)
                 print(f"wrote {target}")
         finally:
             browser.close()

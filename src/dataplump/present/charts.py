@@ -12,6 +12,8 @@ renders the same dict to SVG or PNG with :func:`to_svg` / :func:`to_png` (vl-con
 
 from __future__ import annotations
 
+import re
+
 from typing import TYPE_CHECKING, Any
 
 import altair as alt
@@ -275,7 +277,9 @@ def declared_chart(chart: ChartConfig, rows: list[dict[str, Any]]) -> Spec:
     }
     x = alt.X(f"{chart.x}:{x_type}", title=chart.x)
     if chart.kind == "bar" and x_type == "N":
-        x = alt.X(f"{chart.x}:N", title=chart.x, sort="-y")
+        # the query's own order when it has one (months, ranks), else the tallest first
+        ordered = re.search(r"\border\s+by\b", chart.sql, re.IGNORECASE) is not None
+        x = alt.X(f"{chart.x}:N", title=chart.x, sort=None if ordered else "-y")
     spec = marks[chart.kind].encode(
         x=x, y=alt.Y(f"{chart.y}:{y_type}", title=chart.y), color=color, tooltip=tooltip
     )

@@ -91,3 +91,17 @@ def test_description_becomes_a_subtitle() -> None:
     )
     spec = charts.declared_chart(chart, data.chart_rows(snapshot(), chart))
     assert spec["title"] == {"text": "n", "subtitle": "all of them"}
+
+
+@pytest.mark.parametrize(
+    ("sql", "sort"),
+    [
+        ("SELECT month, sum(x) AS v FROM t GROUP BY 1 ORDER BY 1", None),
+        ("SELECT month, sum(x) AS v FROM t GROUP BY 1", "-y"),
+    ],
+)
+def test_a_bar_chart_keeps_the_querys_order_when_it_has_one(sql: str, sort: str | None) -> None:
+    chart = ChartConfig(name="c", sql=sql, kind="bar", x="month", y="v")
+    rows = [{"month": "2026-01", "v": 1}, {"month": "2026-02", "v": 3}]
+    spec = charts.declared_chart(chart, rows)
+    assert spec["encoding"]["x"]["sort"] == sort
