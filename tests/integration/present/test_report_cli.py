@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html as html_lib
 import re
+import subprocess
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -144,6 +145,14 @@ def test_pdf_is_paginated_and_holds_the_htmls_figures_and_reasons(
             if section == "figures":  # without the freshness: the PDF was made later
                 row = row.rsplit("<td", 1)[0]
             assert _text(row) in pdf, _text(row)
+    # poppler's pdftotext, another reader, sees the same pages (form feed between pages)
+    poppler = subprocess.run(
+        ["pdftotext", str(reports["pdf"]), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    other = poppler.rstrip("\f").split("\f")
+    assert len(other) == len(pages)
+    for number, text in enumerate(other, 1):
+        assert f"page {number} of {len(pages)}" in text
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
