@@ -8,9 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import duckdb
 import pytest
@@ -24,13 +22,11 @@ from dataplump.present.data import DashboardData
 from dataplump.services.kafka import free_port
 from dataplump.sinks.delta import read_delta
 from tests.integration.present.conftest import ShopLake
+from tests.support.browser import CHROMIUM, browser_page
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
 
-if TYPE_CHECKING:
-    from playwright.sync_api import Page
 
-CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "browser-token-5150"
 
 
@@ -63,44 +59,6 @@ def guarded(shop_lake: ShopLake) -> Iterator[str]:
     yield from serve(config.model_copy(update={"present": present}), shop_lake.bootstrap)
 
 
-@contextmanager
-def browser_page(server: str) -> Iterator[tuple[Page, list[str]]]:
-    """A page whose requests off ``server`` are refused; the list collects every problem:
-    console errors, page errors, failed requests, answers of 400 and above."""
-    from playwright.sync_api import Route, sync_playwright
-
-    problems: list[str] = []
-
-    def only_local(route: Route) -> None:
-        if route.request.url.startswith(server + "/"):
-            route.continue_()
-        else:
-            problems.append(f"request off the app: {route.request.url}")
-            route.abort()
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            page = browser.new_page()
-            page.route("**/*", only_local)
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-            page.on(
-                "console",
-                lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None,
-            )
-            page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
-            page.on(
-                "response",
-                lambda r: problems.append(f"{r.status}: {r.url}") if r.status >= 400 else None,
-            )
-            yield page, problems
-        finally:
-            browser.close()
-
-
 def lake_counts(shop_lake: ShopLake) -> dict[str, dict[str, int]]:
     """Per table: rows curated, dead-lettered and failed — DuckDB's count over the lake."""
     config = shop_lake.config()
@@ -122,7 +80,7 @@ def lake_counts(shop_lake: ShopLake) -> dict[str, dict[str, int]]:
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 def test_overview_draws_its_charts_offline(server: str) -> None:
-    with browser_page(server) as (page, problems):
+    with browser_page(server + "/") as (page, problems):
         started = time.monotonic()
         page.goto(server + "/")
         page.wait_for_selector("#chart-ledger[data-rendered=true] svg", timeout=60_000)
@@ -142,7 +100,7 @@ PAGES = ["/", "/quality", "/quality?store=failed", "/data", "/data?table=custome
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 def test_every_page_loads_clean_and_draws_its_charts(server: str) -> None:
-    with browser_page(server) as (page, problems):
+    with browser_page(server + "/") as (page, problems):
         for path in PAGES:
             page.goto(server + path)
             page.wait_for_load_state("networkidle")
@@ -160,7 +118,7 @@ def test_the_overview_shows_what_duckdb_counts_in_the_lake(
     server: str, shop_lake: ShopLake
 ) -> None:
     expected = lake_counts(shop_lake)
-    with browser_page(server) as (page, problems):
+    with browser_page(server + "/") as (page, problems):
         page.goto(server + "/")
         rows = page.locator("#tables tbody tr")
         shown = {}
@@ -178,7 +136,7 @@ def test_the_overview_shows_what_duckdb_counts_in_the_lake(
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 def test_the_quality_filters_narrow_the_rejected_records(server: str, shop_lake: ShopLake) -> None:
     expected = lake_counts(shop_lake)
-    with browser_page(server) as (page, problems):
+    with browser_page(server + "/") as (page, problems):
         page.goto(server + "/quality")
         every = sum(c.get("_dlq", 0) + c.get("_failed", 0) for c in expected.values())
         assert f"({every:,} match)" in page.locator("h2").first.inner_text()
@@ -202,7 +160,7 @@ def test_the_quality_filters_narrow_the_rejected_records(server: str, shop_lake:
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 def test_the_token_keeps_every_page_and_the_api_closed(guarded: str) -> None:
-    with browser_page(guarded) as (page, problems):
+    with browser_page(guarded + "/") as (page, problems):
         for path in ("/", "/quality", "/data", "/alerts"):
             page.goto(guarded + path)
             assert "/login" in page.url, path

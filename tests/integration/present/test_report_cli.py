@@ -21,11 +21,11 @@ import pytest
 from dataplump.services.kafka import free_port
 from dataplump.sinks.read import read_table
 from tests.integration.present.conftest import ShopLake
+from tests.support.browser import CHROMIUM, browser_page
 from tests.support.cli import run_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
 SECRET = "planted-S3cret-4-report"
 FIGURE = re.compile(r'data-figure="([^"]+)\.(\w+)">([\d,]+)')
 NAMES = ("extracted", "loaded", "invalid", "failed")
@@ -157,43 +157,19 @@ def test_pdf_is_paginated_and_holds_the_htmls_figures_and_reasons(
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 def test_html_is_self_contained_and_opens_in_chromium(reports: dict[str, Any]) -> None:
-    from playwright.sync_api import Route, sync_playwright
-
     html = reports["html"].read_text()
     assert not re.search(r"""(?:src|href|action)\s*=\s*["']?(?:https?:)?//""", html, re.I)
     assert not re.search(r"""url\(\s*["']?(?:https?:|//)|@import|<script|<link""", html, re.I)
-    fetched: list[str] = []
-    problems: list[str] = []
-
-    def only_the_file(route: Route) -> None:
-        if route.request.url == reports["html"].as_uri():
-            route.continue_()
-        else:
-            fetched.append(route.request.url)
-            route.abort()
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            page = browser.new_page()
-            page.route("**/*", only_the_file)
-            page.on("pageerror", lambda error: problems.append(str(error)))
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            started = time.monotonic()
-            page.goto(reports["html"].as_uri(), wait_until="load")
-            print(f"\nreport page loaded in {time.monotonic() - started:.2f}s")
-            assert page.locator("figure.chart svg").count() == 3
-            assert page.locator("table.figures tbody tr").count() == 5  # 4 tables + total
-            box = page.locator("figure.chart svg").first.bounding_box()
-            assert box is not None
-            assert box["width"] > 200
-        finally:
-            browser.close()
-    assert fetched == []
-    assert problems == []
+    with browser_page(reports["html"].as_uri()) as (page, problems):
+        started = time.monotonic()
+        page.goto(reports["html"].as_uri(), wait_until="load")
+        print(f"\nreport page loaded in {time.monotonic() - started:.2f}s")
+        assert page.locator("figure.chart svg").count() == 3
+        assert page.locator("table.figures tbody tr").count() == 5  # 4 tables + total
+        box = page.locator("figure.chart svg").first.bounding_box()
+        assert box is not None
+        assert box["width"] > 200
+    assert problems == []  # nothing fetched but the file itself, no console error
 
 
 def test_no_planted_secret_in_any_output(reports: dict[str, Any]) -> None:
