@@ -55,7 +55,7 @@ def references(tmp_path: Path, clock: Clock, **options: Any) -> ReferenceTables:
 
 
 def ids(refs: ReferenceTables) -> list[int]:
-    return refs.get("customers")["id"].to_pylist()
+    return [int(i) for i in refs.get("customers")["id"].to_pylist()]
 
 
 def test_a_copy_older_than_the_rows_is_reloaded_after_its_interval(
