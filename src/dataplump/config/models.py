@@ -391,6 +391,14 @@ class ReferenceConfig(_Model):
     refresh_seconds: float | None = Field(None, gt=0, allow_inf_nan=False)
     """Reload the reference when it is older than this many seconds (checked when a batch
     is transformed); unset: load it once and keep it."""
+    refresh_on_miss: bool = True
+    """When rows of a batch fail and this reference's copy was loaded before they were
+    extracted (a customer inserted just before its order), reload it and redo the batch
+    once: only rows that still fail are failed. False: a miss fails the row at once."""
+    min_refresh_seconds: Annotated[Seconds, Field(le=30)] = 1.0
+    """At most one reload on a miss per this many seconds (counting from the last load);
+    a batch that needs one sooner waits for it, so keep it below the Kafka transaction
+    timeout (at most 30)."""
 
     @field_validator("csv", "parquet", "delta")
     @classmethod

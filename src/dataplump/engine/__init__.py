@@ -31,7 +31,7 @@ from dataplump.engine.errors import (
     TransientReferenceLoadError,
     TransientStepError,
 )
-from dataplump.engine.references import ReferenceTables
+from dataplump.engine.references import ReferenceCopies, ReferenceTables
 from dataplump.engine.spec import STEPS, Step, StepProblem, parse_steps
 from dataplump.engine.transform import FAILURES_SCHEMA, TableTransform, TransformResult
 
@@ -40,6 +40,7 @@ __all__ = [
     "ROW",
     "STEPS",
     "EngineError",
+    "ReferenceCopies",
     "ReferenceLoadError",
     "ReferenceTables",
     "Step",

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from difflib import get_close_matches
 from typing import TYPE_CHECKING
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -150,6 +151,23 @@ class TableTransform:
             primary_key=config.tables[table].primary_key,
             references=references,
         )
+
+    @property
+    def reference_names(self) -> frozenset[str]:
+        """The reference tables its SQL steps read (all of them when a query's tables
+        cannot be listed); rows failing after such a join may pass with a newer copy."""
+        if self.references is None:
+            return frozenset()
+        declared = {name.lower(): name for name in self.references.names}
+        found: set[str] = set()
+        for step in self.steps:
+            if isinstance(step, SqlStep):
+                try:
+                    tables = duckdb.get_table_names(step.query, qualified=False)
+                except duckdb.Error:
+                    return frozenset(declared.values())
+                found |= {declared[t.lower()] for t in tables if t.lower() in declared}
+        return frozenset(found)
 
     def describe(self) -> list[str]:
         """One line per step: ``1. trim customer, status``."""

@@ -51,6 +51,7 @@ from dataplump.bus.records import (
     HEADER_ERROR_REASONS,
     HEADER_ERROR_RULES,
     HEADER_ERROR_STAGE,
+    HEADER_EXTRACTED_AT,
     RecordDecodeError,
     decode_rows,
     encode_keys,
@@ -61,7 +62,7 @@ from dataplump.bus.records import (
 from dataplump.bus.schemas import HEADER_SCHEMA, SchemaRegistry, UnknownSchemaError
 from dataplump.config import PipelineConfig
 from dataplump.contracts import BatchRejectedError, Contract
-from dataplump.engine import ReferenceTables, StepFailed, TableTransform
+from dataplump.engine import ReferenceCopies, ReferenceTables, StepFailed, TableTransform
 from dataplump.errors import DataPlumpError, TransientError
 from dataplump.notify.events import error_alert, produce_alert, records_alert
 from dataplump.pipeline import topics
@@ -175,6 +176,18 @@ class _Failure:
     error: dict[str, str] | None = None
 
 
+@dataclass
+class _Attempt:
+    """What the steps and the output contract made of one table's decoded batch."""
+
+    failures: list[_Failure] = field(default_factory=list)
+    valid: pa.Table | None = None
+    lineage: list[Message | None] = field(default_factory=list)
+    filtered: dict[str, int] = field(default_factory=dict)
+    output_rows: int = 0
+    step_failed: StepFailed | None = None
+
+
 class Transformer:
     """One transformation worker (slot) for the tables of one pipeline file."""
 
@@ -207,6 +220,20 @@ class Transformer:
             for table in self.tables
         }
         self.contracts = {table: config.output_contract(table) for table in self.tables}
+        self._relationships = {
+            table: {
+                rule.rule_name: rule.relationships.to
+                for rule in (contract.rules if contract is not None else ())
+                if rule.relationships is not None
+            }
+            for table, contract in self.contracts.items()
+        }
+        """Per table, the output contract's ``relationships`` rules: name -> reference."""
+        self._reference_names = {
+            table: sorted(self.transforms[table].reference_names | set(rules.values()))
+            for table, rules in self._relationships.items()
+        }
+        """Per table, the references its SQL steps or its output contract read."""
         self.counts = {table: TransformCounts(table) for table in self.tables}
         self.group_id = topics.transform_group(config.name)
         self.transactional_id = f"dataplump.{config.name}.transform.{slot}"
@@ -372,57 +399,95 @@ class Transformer:
         messages, superseded = _newest_versions(messages)
         failures: list[_Failure] = []
         inputs, decoded = self._decode(messages, failures)
-        valid_out: pa.Table | None = None
-        lineage: list[Message | None] = []
+        attempt = _Attempt()
         if inputs is not None and inputs.num_rows:
-            try:
-                result = self.transforms[table].apply(inputs)
-            except StepFailed as exc:
-                counts.failed_batches += 1
-                failures += [
-                    _Failure(
-                        m,
-                        exc.step,
-                        [_reason("step_failed", None, None, exc.message)],
-                        error={
-                            "step_kind": exc.kind,
-                            "message": exc.message,
-                            "traceback": exc.traceback_summary,
-                        },
-                    )
-                    for m in decoded
-                ]
-                produce_alert(
-                    producer,
-                    error_alert(
-                        self.config.name,
-                        stage=STAGE,
-                        table=table,
-                        rule=exc.step,
-                        error=str(exc),
-                        count=len(decoded),
-                        run_id=self.run_id,
-                    ),
-                )
-            else:
-                for step, n in result.filtered.items():
-                    counts.filtered[step] = counts.filtered.get(step, 0) + n
-                failures += _row_failures(result.row_failures, decoded)
-                rows = result.source_rows
-                if rows is None:  # a step lost the row lineage: follow the primary key
-                    key = self.config.tables[table].primary_key
-                    rows = _rows_by_key(inputs, result.output, key)
-                valid_out, lineage = self._check_output(
-                    table, result.output, rows, decoded, inputs.num_rows, failures
-                )
-                if result.output.num_rows == 0 and len(failures) >= len(messages):
-                    counts.filtered.clear()  # every input is in the failed store instead
+            used = self.references.copies(self._reference_names[table])
+            attempt = self._attempt(table, inputs, decoded)
+            if self._refreshed(table, attempt, used):
+                attempt = self._attempt(table, inputs, decoded)  # once, with the new copies
+        failures += attempt.failures
+        if attempt.step_failed is not None:
+            exc = attempt.step_failed
+            counts.failed_batches += 1
+            produce_alert(
+                producer,
+                error_alert(
+                    self.config.name,
+                    stage=STAGE,
+                    table=table,
+                    rule=exc.step,
+                    error=str(exc),
+                    count=len(decoded),
+                    run_id=self.run_id,
+                ),
+            )
+        counts.filtered.update(attempt.filtered)
+        if attempt.output_rows == 0 and attempt.filtered and len(failures) >= len(messages):
+            counts.filtered.clear()  # every input is in the failed store instead
         if superseded:
             counts.filtered[SUPERSEDED] = superseded
+        valid_out, lineage = attempt.valid, attempt.lineage
         if valid_out is not None and valid_out.num_rows:
             counts.processed = self._produce_processed(producer, table, valid_out, lineage)
         counts.failed = self._produce_failed(producer, table, failures)
         return counts
+
+    def _attempt(self, table: str, inputs: pa.Table, decoded: list[Message]) -> _Attempt:
+        """The table's steps and output contract on the decoded rows, producing nothing."""
+        failures: list[_Failure] = []
+        try:
+            result = self.transforms[table].apply(inputs)
+        except StepFailed as exc:
+            failures += [
+                _Failure(
+                    m,
+                    exc.step,
+                    [_reason("step_failed", None, None, exc.message)],
+                    error={
+                        "step_kind": exc.kind,
+                        "message": exc.message,
+                        "traceback": exc.traceback_summary,
+                    },
+                )
+                for m in decoded
+            ]
+            return _Attempt(failures, step_failed=exc)
+        failures += _row_failures(result.row_failures, decoded)
+        rows = result.source_rows
+        if rows is None:  # a step lost the row lineage: follow the primary key
+            key = self.config.tables[table].primary_key
+            rows = _rows_by_key(inputs, result.output, key)
+        valid, lineage = self._check_output(
+            table, result.output, rows, decoded, inputs.num_rows, failures
+        )
+        return _Attempt(failures, valid, lineage, dict(result.filtered), result.output.num_rows)
+
+    def _refreshed(self, table: str, attempt: _Attempt, used: ReferenceCopies) -> bool:
+        """Whether a reference the failed rows of ``attempt`` depend on has a newer copy
+        now (reloaded on the miss, see :meth:`ReferenceTables.refresh_stale`): then the
+        batch is redone once. A SQL step joining a reference makes every failure of the
+        batch suspect (a NULL from the join can break any rule); a ``relationships``
+        rule only its own violations."""
+        if not attempt.failures or not used.generations:
+            return False
+        relationships = self._relationships[table]
+        missed = [r for f in attempt.failures for r in f.reasons if r["rule"] in relationships]
+        names = set(self.transforms[table].reference_names)
+        names |= {relationships[r["rule"]] for r in missed}
+        if not names:
+            return False
+        newest = _newest({self._extracted_at(f.message) for f in attempt.failures})
+        why = f"table `{table}`: {len(attempt.failures)} row(s) failed"
+        if missed:
+            why += f", {len({r['value'] for r in missed})} key(s) not found"
+        return bool(self.references.refresh_stale(used, names, extracted_at=newest, why=why))
+
+    def _extracted_at(self, message: Message | _Orphan) -> bytes | None:
+        """The record's ``dp.extracted_at`` header, if it has one."""
+        for key, value in self._lineage.get(id(message), ()):
+            if key == HEADER_EXTRACTED_AT:
+                return value.encode() if isinstance(value, str) else value
+        return None
 
     def _decode(
         self, messages: list[Message], failures: list[_Failure]
@@ -739,6 +804,21 @@ def _row_failures(table: pa.Table, decoded: list[Message]) -> Iterable[_Failure]
         else:
             grouped[index] = _Failure(decoded[index], row["step"], [reason])
     return grouped.values()
+
+
+def _newest(stamps: set[bytes | None]) -> float | None:
+    """The latest of some ``dp.extracted_at`` values, as seconds since the epoch; None if
+    one is missing or unreadable (then only copies loaded after the batch began count
+    as newer than the rows)."""
+    epochs = []
+    for stamp in stamps:
+        if stamp is None:
+            return None
+        try:
+            epochs.append(datetime.fromisoformat(stamp.decode()).timestamp())
+        except ValueError:
+            return None
+    return max(epochs, default=None)
 
 
 def _value(message: Message) -> bytes:
