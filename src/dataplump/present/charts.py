@@ -13,7 +13,6 @@ renders the same dict to SVG or PNG with :func:`to_svg` / :func:`to_png` (vl-con
 from __future__ import annotations
 
 import re
-
 from typing import TYPE_CHECKING, Any
 
 import altair as alt
