@@ -103,7 +103,8 @@ def run(
         "127.0.0.1", "--metrics-host", help="Address the metrics endpoint binds."
     ),
 ) -> None:
-    """Run the whole pipeline: extract, transform, load and notify, each in its own process.
+    """Run the whole pipeline: extract, transform, load and notify, each in its own process
+    (and `report` when `present.reports` schedules reports).
 
     A stage that crashes or is killed is reported and restarted with a growing backoff
     (1 s up to 60 s); every stage resumes from its last commit, so nothing is lost or
