@@ -112,7 +112,7 @@ def _reports(config: Path, paths: list[Path]) -> None:
     try:
         pipeline = load_config(config)
         started = time.monotonic()
-        snapshot = read_for_report(pipeline)[0]  # the lake and the ledger, read once
+        snapshot = read_for_report(pipeline)  # the lake, the ledger, the notifier: once
         console.print(f"    read the lake and the ledger in {time.monotonic() - started:.1f}s")
         for path in paths:
             started = time.monotonic()

@@ -146,7 +146,7 @@ def _report(pipeline: Any, bootstrap: str, once: bool, stop: Any, report: Report
             pipeline,
             datetime.now(UTC),
             state,
-            read=lambda: read_for_report(pipeline, bootstrap)[0],
+            read=lambda: read_for_report(pipeline, bootstrap),
         )
         failed = [o for o in outcomes if not o.ok]
         if once:

@@ -269,7 +269,7 @@ def create_app(
     def alerts_page() -> HTMLResponse:
         shot = snapshot()
         resolve_after = config.notify.grouping.resolve_after
-        found = data.incidents(shot, resolve_after)
+        found = data.with_effects(config, shot, data.incidents(shot, resolve_after))
         return page(
             "alerts.html", "Alerts", "/alerts", shot=shot, incidents=found,
             resolve_after=f"{resolve_after:g} s",
@@ -366,8 +366,11 @@ def create_app(
     @app.get("/api/incidents", tags=["alerts"])
     def api_incidents(status: Literal["open", "resolved"] | None = None) -> dict[str, Any]:
         """Incidents from `_alerts`, newest first (open: an event within
-        `notify.grouping.resolve_after`)."""
-        found = data.incidents(snapshot(), config.notify.grouping.resolve_after)
+        `notify.grouping.resolve_after`), each with how far its notifications got
+        (`delivery`) and the declared `charts` and scheduled `reports` it affects."""
+        shot = snapshot()
+        found = data.incidents(shot, config.notify.grouping.resolve_after)
+        found = data.with_effects(config, shot, found)
         if status is not None:
             found = [i for i in found if i["status"] == status]
         return {"incidents": found}

@@ -91,6 +91,11 @@ class Snapshot:
     """``status --json``'s ``tables`` (ledger and lag per table), or None without Kafka."""
     ledger_error: str | None = None
     """Why the ledger could not be read (Kafka down), or None."""
+    delivery: dict[tuple[Any, ...], str] | None = None
+    """How far the notifications of each incident got (:func:`read_delivery`), or None
+    when the notifier's state was not read."""
+    delivery_error: str | None = None
+    """Why the notifier's state could not be read, or None."""
     read_seconds: float = 0.0
     errors: dict[str, str] = field(default_factory=dict)
     """Tables that could not be read, with the reason."""
@@ -272,10 +277,79 @@ def read_snapshot(
             snapshot.ledger = collect(config, bootstrap, None)["tables"]
         except (DataPlumpError, OSError) as exc:
             snapshot.ledger_error = f"{type(exc).__name__}: {exc}"
+        try:
+            snapshot.delivery = read_delivery(config, bootstrap)
+        except (DataPlumpError, OSError) as exc:
+            snapshot.delivery_error = f"the notifier's state could not be read: {exc}"
     elif ledger:
         snapshot.ledger_error = "no Kafka cluster to read the ledger from"
+        snapshot.delivery_error = "no Kafka cluster to read the notifier's state from"
     snapshot.read_seconds = round(time.monotonic() - started, 3)
     return snapshot
+
+
+def read_delivery(config: PipelineConfig, bootstrap: str) -> dict[tuple[Any, ...], str]:
+    """How far the notifications of each incident the notifier knows got, per channel:
+    ``email: delivered; webhook: pending (3 failed attempts: ...)``. Keyed by the
+    incident's (table, stage, kind, rule, fingerprint). Only incidents still open or with
+    a notice pending are in the notifier's state."""
+    from dataplump.notify.service import load_state
+
+    client = config.kafka.client_config(bootstrap)
+    state = load_state(bootstrap, config.name, kafka_config=client, timeout=20)
+    found: dict[tuple[Any, ...], dict[str, str]] = {}
+
+    def key(incident: Any) -> tuple[Any, ...]:
+        return (incident.table, incident.stage, incident.kind, incident.rule, incident.fingerprint)
+
+    for channel, channel_state in state.channels.items():
+        for pending in channel_state.pending:
+            incident = pending.notification.incident
+            what = f"{pending.notification.kind} pending"
+            if pending.attempts:
+                what += f" ({pending.attempts} failed attempts"
+                what += f": {pending.last_error})" if pending.last_error else ")"
+            found.setdefault(key(incident), {})[channel] = what
+    for incident in state.incidents.open:
+        for channel, channel_state in state.channels.items():
+            if incident.id in channel_state.paged:
+                found.setdefault(key(incident), {}).setdefault(channel, "delivered")
+    return {k: "; ".join(f"{c}: {v}" for c, v in sorted(v.items())) for k, v in found.items()}
+
+
+INCIDENT_KEY = ("table", "stage", "kind", "rule", "fingerprint")
+"""What identifies an incident (as :func:`incidents` and the notifier group events)."""
+
+
+def delivery_state(snapshot: Snapshot, incident: dict[str, Any]) -> str:
+    """How far the notifications of ``incident`` (a row of :func:`incidents`) got."""
+    if snapshot.delivery is None:
+        return f"unknown ({snapshot.delivery_error or 'the notifier was not read'})"
+    found = snapshot.delivery.get(tuple(incident[k] for k in INCIDENT_KEY))
+    if found is not None:
+        return found
+    return "not notified yet" if incident["status"] == "open" else "done (resolved)"
+
+
+def with_effects(
+    config: PipelineConfig, snapshot: Snapshot, found: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The incidents with how far their notifications got (``delivery``) and what they
+    make incomplete: the declared ``charts`` over their table and the scheduled
+    ``reports`` that cover it (an incident of no table touches them all)."""
+    tables = list(config.tables)
+    over = {c.name: chart_tables(c, tables) for c in config.present.charts}
+    shown = []
+    for incident in found:
+        table = incident["table"]
+        charts = [name for name, used in over.items() if table is None or table in used]
+        reports = [
+            r.name for r in config.present.reports
+            if table is None or r.tables is None or table in r.tables
+        ]  # fmt: skip
+        effects = {"delivery": delivery_state(snapshot, incident), "charts": charts}
+        shown.append({**incident, **effects, "reports": reports})
+    return shown
 
 
 class DashboardData:

@@ -407,8 +407,6 @@ def _incidents(
     tables: list[str],
     period: Period,
     at: datetime,
-    delivery: dict[tuple[Any, ...], str] | None,
-    delivery_error: str | None,
 ) -> tuple[list[dict[str, Any]], int, dict[str, int]]:
     """Incidents opened or resolved in the period, or open at its end (as they stood
     then), with how far their notifications got."""
@@ -426,13 +424,7 @@ def _incidents(
         counts["opened"] += opened_in
         counts["resolved"] += resolved_in
         counts["open"] += is_open
-        key = tuple(incident[k] for k in ("table", "stage", "kind", "rule", "fingerprint"))
-        if delivery is None:
-            state = delivery_error or "unknown"
-        elif key in delivery:
-            state = delivery[key]
-        else:
-            state = "not notified yet" if is_open else "done (resolved)"
+        state = data.delivery_state(snapshot, incident)
         chosen.append({**incident, "opened_in": opened_in, "delivery": state})
     chosen.sort(key=lambda i: i["status"] != "open")  # open first, each newest first
     return chosen[:MAX_INCIDENTS], max(0, len(chosen) - MAX_INCIDENTS), counts
@@ -521,23 +513,15 @@ def build_report(
     *,
     tables: list[str] | None = None,
     now: datetime | None = None,
-    delivery: dict[tuple[Any, ...], str] | None = None,
-    delivery_error: str | None = None,
 ) -> Report:
-    """The report of ``period`` over ``snapshot`` (``tables``: a subset, default all).
-
-    ``delivery`` maps an incident's (table, stage, kind, rule, fingerprint) to how far
-    its notifications got (:func:`read_delivery`); None means unknown (``delivery_error``
-    says why).
-    """
+    """The report of ``period`` over ``snapshot`` (``tables``: a subset, default all);
+    how far each incident's notifications got is the snapshot's ``delivery``."""
     chosen = check_tables(config, tables)
     generated = now or datetime.now(UTC)
     at = min(period.until, generated)
     figures = _figures(snapshot, chosen, period, at)
     reasons, more_reasons = _reasons(snapshot, chosen, period, figures)
-    incidents, more_incidents, counts = _incidents(
-        snapshot, config, chosen, period, at, delivery, delivery_error
-    )
+    incidents, more_incidents, counts = _incidents(snapshot, config, chosen, period, at)
     gaps = [f.ledger["gap"] for f in figures if f.ledger is not None]
     ledger_ok = None if snapshot.ledger is None or len(gaps) < len(figures) else not any(gaps)
     report = Report(
@@ -583,40 +567,9 @@ def check_tables(config: PipelineConfig, tables: Iterable[str] | None) -> list[s
 # --- reading ---------------------------------------------------------------------------
 
 
-def read_delivery(config: PipelineConfig, bootstrap: str) -> dict[tuple[Any, ...], str]:
-    """How far the notifications of each incident the notifier knows got, per channel:
-    ``email: delivered; webhook: pending (3 failed attempts: ...)``. Keyed by the
-    incident's (table, stage, kind, rule, fingerprint). Only incidents still open or with
-    a notice pending are in the notifier's state."""
-    from dataplump.notify.service import load_state
-
-    client = config.kafka.client_config(bootstrap)
-    state = load_state(bootstrap, config.name, kafka_config=client, timeout=20)
-    found: dict[tuple[Any, ...], dict[str, str]] = {}
-
-    def key(incident: Any) -> tuple[Any, ...]:
-        return (incident.table, incident.stage, incident.kind, incident.rule, incident.fingerprint)
-
-    for channel, channel_state in state.channels.items():
-        for pending in channel_state.pending:
-            incident = pending.notification.incident
-            what = f"{pending.notification.kind} pending"
-            if pending.attempts:
-                what += f" ({pending.attempts} failed attempts"
-                what += f": {pending.last_error})" if pending.last_error else ")"
-            found.setdefault(key(incident), {})[channel] = what
-    for incident in state.incidents.open:
-        for channel, channel_state in state.channels.items():
-            if incident.id in channel_state.paged:
-                found.setdefault(key(incident), {}).setdefault(channel, "delivered")
-    return {k: "; ".join(f"{c}: {v}" for c, v in sorted(v.items())) for k, v in found.items()}
-
-
-def read_for_report(
-    config: PipelineConfig, bootstrap: str | None = None
-) -> tuple[data.Snapshot, dict[tuple[Any, ...], str] | None, str | None]:
-    """The lake, and the ledger and delivery state when Kafka answers (within a few
-    seconds); returns (snapshot, delivery, why the delivery state is missing)."""
+def read_for_report(config: PipelineConfig, bootstrap: str | None = None) -> data.Snapshot:
+    """The lake, and the ledger and the notifier's delivery state when Kafka answers
+    (within a few seconds); without Kafka the snapshot says why they are missing."""
     from dataplump.services.kafka import metadata_ok
 
     if bootstrap is None:
@@ -629,22 +582,9 @@ def read_for_report(
         snapshot = data.read_snapshot(config, None, ledger=True)
         why = f"Kafka at {bootstrap} does not answer"
         snapshot.ledger_error = f"{why}; this report is from the lake alone"
-        return snapshot, None, f"unknown ({why})"
-    snapshot = data.read_snapshot(config, bootstrap, ledger=True)
-    return (snapshot, *_delivery_or_why(config, bootstrap))
-
-
-def _delivery_or_why(
-    config: PipelineConfig, bootstrap: str | None = None
-) -> tuple[dict[tuple[Any, ...], str] | None, str | None]:
-    if bootstrap is None:
-        from dataplump.pipeline.cluster import bootstrap_for
-
-        bootstrap = bootstrap_for(config, start=False)
-    try:
-        return read_delivery(config, bootstrap), None
-    except DataPlumpError as exc:
-        return None, f"unknown (the notifier's state could not be read: {exc})"
+        snapshot.delivery_error = why
+        return snapshot
+    return data.read_snapshot(config, bootstrap, ledger=True)
 
 
 def output_path(path: str | Path | None, fmt: str | None) -> tuple[Path, Format]:
@@ -702,18 +642,9 @@ def make_report(
     period = resolve_period(since, until, generated)
     selected = check_tables(config, tables)
     _check_writable(target)
-    delivery: dict[tuple[Any, ...], str] | None = None
-    delivery_error: str | None = None
     if snapshot is None:
-        snapshot, delivery, delivery_error = read_for_report(config)
-    elif snapshot.ledger is None:  # read without Kafka: no delivery state either
-        delivery_error = f"unknown ({snapshot.ledger_error or 'Kafka was not read'})"
-    else:
-        delivery, delivery_error = _delivery_or_why(config)
-    report = build_report(
-        config, snapshot, period, tables=selected, now=generated,
-        delivery=delivery, delivery_error=delivery_error,
-    )  # fmt: skip
+        snapshot = read_for_report(config)
+    report = build_report(config, snapshot, period, tables=selected, now=generated)
     report_render.write(report, target, chosen, secret_values(config))
     return target, report
 
@@ -748,7 +679,6 @@ __all__ = [
     "build_report",
     "make_report",
     "parse_time",
-    "read_delivery",
     "read_for_report",
     "resolve_period",
     "scrub",

@@ -200,7 +200,7 @@ def seconds_until_due(config: PipelineConfig, now: datetime, state: ReportState)
 def _read(config: PipelineConfig) -> Snapshot:
     from dataplump.present.report import read_for_report
 
-    return read_for_report(config)[0]
+    return read_for_report(config)
 
 
 def _write(

@@ -84,6 +84,11 @@ def test_incidents_from_alerts(api: TestClient) -> None:
     incidents = timed(api, "/api/incidents", status="open")["incidents"]
     assert {i["table"] for i in incidents} == {"customers", "products", "orders", "order_items"}
     assert all(i["count"] > 0 for i in incidents)
+    # the notifier's own state, read from Kafka: its log channel told each open incident
+    assert {i["delivery"] for i in incidents} == {"log: delivered"}, incidents
+    by_table = {i["table"]: i for i in incidents}
+    assert by_table["orders"]["charts"] == ["orders_by_status"]
+    assert by_table["customers"]["charts"] == ["customers"]
 
 
 def test_declared_charts_and_warnings(api: TestClient, shop_lake: ShopLake) -> None:

@@ -251,3 +251,22 @@ def test_overview_says_why_the_ledger_is_missing() -> None:
     assert "The ledger could not be read: TransientBusError" in page
     assert "not read" in page
     assert app.get("/api/overview").json()["ledger_error"].startswith("TransientBusError")
+
+
+def test_an_incident_names_its_delivery_and_the_charts_and_reports_it_affects(
+    tmp_path: Any,
+) -> None:
+    reports = [
+        {"every": "1d", "to": str(tmp_path), "name": "daily"},
+        {"every": "1h", "to": str(tmp_path), "name": "customers_hourly", "tables": ["customers"]},
+    ]
+    other = {**CHART, "name": "customers_n", "sql": "SELECT count(*) AS n FROM customers"}
+    other |= {"kind": "kpi", "x": None}
+    app = client(charts=[CHART, other], reports=reports)
+    (incident,) = app.get("/api/incidents").json()["incidents"]
+    assert incident["table"] == "orders"
+    assert incident["charts"] == ["by_status"]
+    assert incident["reports"] == ["daily"]
+    assert incident["delivery"] == "unknown (the notifier was not read)"  # a snapshot of frames
+    page = app.get("/alerts").text
+    assert '<a href="/data">by_status</a>; report daily' in page

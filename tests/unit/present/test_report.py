@@ -292,9 +292,13 @@ def test_incidents_opened_resolved_and_open_in_the_period() -> None:
         ("customers", "open", True),
         ("orders", "resolved", True),
     ]
-    assert report.incidents[0]["delivery"] == "unknown"  # no notifier state given
-    delivery = {("customers", "extract", "invalid_records", None, "open"): "email: delivered"}
-    again = build_report(shop_config(), shop_snapshot(), DAY, now=NOW, delivery=delivery)
+    # no notifier state in the snapshot
+    assert report.incidents[0]["delivery"] == "unknown (the notifier was not read)"
+    snapshot = shop_snapshot()
+    snapshot.delivery = {
+        ("customers", "extract", "invalid_records", None, "open"): "email: delivered"
+    }
+    again = build_report(shop_config(), snapshot, DAY, now=NOW)
     assert again.incidents[0]["delivery"] == "email: delivered"
     assert again.incidents[1]["delivery"] == "done (resolved)"
 
