@@ -260,8 +260,8 @@ def test_an_incident_names_its_delivery_and_the_charts_and_reports_it_affects(
         {"every": "1d", "to": str(tmp_path), "name": "daily"},
         {"every": "1h", "to": str(tmp_path), "name": "customers_hourly", "tables": ["customers"]},
     ]
-    other = {**CHART, "name": "customers_n", "sql": "SELECT count(*) AS n FROM customers"}
-    other |= {"kind": "kpi", "x": None}
+    other = {"name": "customers_n", "sql": "SELECT count(*) AS n FROM customers"}
+    other |= {"kind": "kpi", "y": "n"}
     app = client(charts=[CHART, other], reports=reports)
     (incident,) = app.get("/api/incidents").json()["incidents"]
     assert incident["table"] == "orders"
