@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from urllib.parse import quote
 
 import typer
 from rich.text import Text
@@ -79,7 +78,6 @@ def init(
     Example: `dataplump init shop --url postgresql+psycopg://shop:pw@db/shop --tables
     orders,customers`
     """
-    from sqlalchemy.engine import make_url
 
     from dataplump.scaffold import scaffold
 
@@ -135,14 +133,12 @@ def init(
             soft_wrap=True,
             markup=False,
         )
-        password = make_url(url).password or ""
-        if quote(password, safe="") != password:
-            console.print(
-                "  # the password holds characters URLs reserve: give the variable its"
-                " percent-encoded form (`@` as %40, `/` as %2F, `%` as %25, ...)",
-                soft_wrap=True,
-                markup=False,
-            )
+        console.print(
+            "  # as it is, even with characters URLs reserve (`@`, `/`, `%`):"
+            " DataPlump encodes it in the URL",
+            soft_wrap=True,
+            markup=False,
+        )
     for command in (
         f"dataplump config check -c {c} --steps",
         f"dataplump extract -c {c} --once      # starts a local Kafka unless one is configured",

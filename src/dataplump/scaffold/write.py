@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import quote
 
 from sqlalchemy.engine import make_url
 
@@ -60,9 +59,8 @@ def check_folder(plan: Plan, folder: Path, url: str) -> list[str]:
 
     env: Mapping[str, str] = dict(os.environ)
     if plan.password_variable is not None:
-        # the value goes into the URL as it is: percent-encoded, as the user is told to
-        password = quote(make_url(url).password or "", safe="")
-        env = {**env, plan.password_variable: password}
+        # the password as it is: the config loader percent-encodes it in the URL
+        env = {**env, plan.password_variable: make_url(url).password or ""}
     try:
         config = load_config(folder / "dataplump.yaml", env=env)
     except InvalidConfigError as exc:
