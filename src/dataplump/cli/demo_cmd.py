@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -151,10 +152,29 @@ def _serve(made: DemoFolder, port: int, *, live: bool) -> None:
     try:
         serve_cmd.serve(config=made.config, port=at, host=None, refresh=5.0 if live else None)
     finally:
-        for child in children:  # the grower first, then the pipeline finishes its batches
-            child.send_signal(signal.SIGINT)
-        for child in children:
-            try:
-                child.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        _stop(children)
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the grower, then the pipeline, and wait for all they started.
+
+    The pipeline's stages and multiprocessing's resource tracker are its children;
+    they end a moment after it does, and the demo must not return before them.
+    """
+    import psutil  # type: ignore[import-untyped]
+
+    descendants: list[psutil.Process] = []
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            descendants += psutil.Process(child.pid).children(recursive=True)
+    for child in children:  # the grower first, then the pipeline finishes its batches
+        child.send_signal(signal.SIGINT)
+    for child in children:
+        try:
+            child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    _, alive = psutil.wait_procs(descendants, timeout=15)
+    for process in alive:
+        process.kill()
