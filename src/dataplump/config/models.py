@@ -359,6 +359,30 @@ class SparkConfig(_Model):
 
     master: str = "local[*]"
     """Spark master URL: `local[*]` runs in-process, `spark://host:7077` on a cluster."""
+    batch_records: int = Field(default=100_000, ge=1, le=100_000_000)
+    """Most active records one micro-batch reads per table (`maxOffsetsPerTrigger`)."""
+    trigger_seconds: float = Field(default=1.0, ge=0.1, le=3600)
+    """How often a continuous run starts a micro-batch when there is new data."""
+    shuffle_partitions: int = Field(default=4, ge=1, le=100_000)
+    """`spark.sql.shuffle.partitions`: the partitions of a join, a group or a dedupe
+    (Spark's 200 suits a cluster, not a batch of a few thousand rows)."""
+    ui: bool = True
+    """Run the Spark UI (its address is printed) on 127.0.0.1."""
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
+    """Spark's own log level."""
+    packages: list[str] = Field(default_factory=list)
+    """More Maven coordinates for `spark.jars.packages` (Spark's Kafka source and the
+    source database's JDBC driver are added on their own)."""
+    conf: dict[str, str] = Field(default_factory=dict)
+    """Any other Spark setting, as `spark.<name>: value` (applied last)."""
+
+    @field_validator("conf")
+    @classmethod
+    def _spark_names(cls, conf: dict[str, str]) -> dict[str, str]:
+        bad = [name for name in conf if not name.startswith("spark.")]
+        if bad:
+            raise ValueError(f"Spark settings start with `spark.`: {', '.join(bad)}")
+        return conf
 
 
 _REFERENCE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
