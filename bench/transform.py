@@ -1,6 +1,7 @@
 """Benchmark: .active -> SQL step -> output contract -> .processed, against a plain loop.
 
     .venv/bin/python -m bench.transform [--rows 1000000] [--batch 10000] [--profile]
+                                         [--engine spark]
 
 Builds a SQLite source in a temp folder (``orders``: id, customer_id, amount
 ``NUMERIC(12,2)``, status, created_at, updated_at; ``customers``: 10,000 rows), starts a
@@ -19,6 +20,10 @@ baseline    a plain confluent-kafka loop (read_committed): ``json.loads`` per re
             output row (idempotent producer, not transactional; failed rows to a topic of
             their own), ``flush`` then a synchronous offset commit after each batch
 
+spark       (``--engine spark``) DataPlump's Spark engine on ``local[2]``: the same
+            pipeline file with ``transform.engine: spark``, one micro-batch of ``--batch``
+            records per Kafka transaction; peak RSS counts Spark's JVM (a child process)
+
 About 1% of orders have a negative amount and 0.4% an unknown status: both candidates must
 send the same number of rows on (checked). ``--profile`` runs DataPlump alone under
 cProfile and prints where its time goes (decode, steps, contract, encode, produce, commit).
@@ -28,6 +33,7 @@ The machine may be shared with other work: the load average is printed at start 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -235,7 +241,66 @@ def run_baseline(pipeline: str, batch: int, expected: int) -> dict[str, float]:
     return {"rows": rows, "out": out, "failed": failed, "seconds": seconds}
 
 
-CANDIDATES = {"dataplump": run_dataplump, "baseline": run_baseline}
+def run_spark(pipeline: str, batch: int, expected: int) -> dict[str, float]:
+    """DataPlump with ``transform.engine: spark`` on ``local[2]``: the same steps and
+    contract as Spark SQL and column expressions, one micro-batch of ``batch`` records per
+    Kafka transaction. Session start-up is timed apart (``start_seconds``)."""
+    from dataplump.config import load_config
+    from dataplump.pipeline.spark_transform import SparkTransformer
+
+    config = load_config(pipeline)
+    settings = config.transform.spark.model_copy(
+        update={"master": "local[2]", "ui": False, "log_level": "ERROR", "batch_records": batch}
+    )
+    config.transform.spark = settings
+    started = time.perf_counter()
+    transformer = SparkTransformer(config, config.kafka.bootstrap_servers or "")
+    start_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    [counts] = transformer.run(once=True)
+    seconds = time.perf_counter() - started
+    return {
+        "rows": counts.consumed,
+        "out": counts.processed,
+        "failed": counts.failed,
+        "seconds": seconds,
+        "start_seconds": start_seconds,
+    }
+
+
+CANDIDATES = {"dataplump": run_dataplump, "baseline": run_baseline, "spark": run_spark}
+"""Every candidate; ``spark`` runs with ``--engine spark``."""
+
+
+class TreeMemory:
+    """Peak resident memory of this process and its children (Spark's JVM is one),
+    sampled every 0.2 s in a thread."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._me = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.wait(0.2):
+            total = 0
+            for process in [self._me, *self._me.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    total += process.memory_info().rss
+            self.peak = max(self.peak, total)
+
+    def stop(self) -> float:
+        """The peak in MiB."""
+        self._stop.set()
+        self._thread.join()
+        return self.peak / 2**20
+
 
 PHASES = {
     "consume (poll)": ("kafka.py", "consume_batch"),
@@ -287,7 +352,9 @@ def child(name: str, pipeline: str, batch: int, expected: int) -> None:
     if name == "profile":
         result = profile(pipeline, batch, expected)
     else:
+        memory = TreeMemory()
         result = dict(CANDIDATES[name](pipeline, batch, expected))
+        result["tree_peak_rss_mb"] = memory.stop()
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
@@ -302,6 +369,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=10_000, help="records per poll")
     parser.add_argument("--profile", action="store_true", help="profile DataPlump only")
+    parser.add_argument(
+        "--engine",
+        choices=["duckdb", "spark"],
+        default="duckdb",
+        help="spark: also run the Spark engine (local[2]) beside the DuckDB engine",
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -314,7 +387,9 @@ def main() -> None:
     from dataplump.services.kafka import KafkaManager, free_port
 
     load_start = load()
-    names = ["profile"] if args.profile else list(CANDIDATES)
+    names = ["profile"] if args.profile else ["dataplump", "baseline"]
+    if args.engine == "spark" and not args.profile:
+        names.append("spark")
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         kafka = KafkaManager(Path(tmp) / "kafka", port=free_port())
@@ -379,18 +454,26 @@ def main() -> None:
     base = results["dataplump"]["rows"] / results["dataplump"]["seconds"]
     print(
         f"{'candidate':<12}{'rows':>11}{'out':>11}{'failed':>9}{'seconds':>9}{'rows/s':>11}"
-        f"{'peak RSS':>12}{'ratio':>7}"
+        f"{'peak RSS':>12}{'with children':>15}{'ratio':>7}"
     )
     for name, r in results.items():
         rate = r["rows"] / r["seconds"]
         print(
             f"{name:<12}{r['rows']:>11,}{r['out']:>11,}{r['failed']:>9,}{r['seconds']:>9.1f}"
-            f"{rate:>11,.0f}{r['peak_rss_mb']:>8.0f} MiB{rate / base:>7.2f}"
+            f"{rate:>11,.0f}{r['peak_rss_mb']:>8.0f} MiB{r['tree_peak_rss_mb']:>11.0f} MiB"
+            f"{rate / base:>7.2f}"
         )
-    same = results["dataplump"]["out"] == results["baseline"]["out"]
+    if "spark" in results:
+        print(
+            f"spark: the session took {results['spark']['start_seconds']:.1f}s to start"
+            " (not counted above); `seconds` is the run from the first micro-batch to the last"
+        )
+    outs = {name: r["out"] for name, r in results.items()}
+    same = len(set(outs.values())) == 1
     print(
-        f"output rows: dataplump {results['dataplump']['out']:,}, baseline"
-        f" {results['baseline']['out']:,}: {'same' if same else 'DIFFERENT'}"
+        "output rows: "
+        + ", ".join(f"{name} {out:,}" for name, out in outs.items())
+        + (": same" if same else ": DIFFERENT")
     )
     if not same:
         sys.exit(1)

@@ -8,6 +8,7 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,22 @@ if TYPE_CHECKING:  # the stage imports DuckDB, pandas and polars: only when it r
     from dataplump.pipeline.transform import TransformCounts
 
 Report = Callable[[tuple[str, int, Any]], None]
+
+
+class EngineChoice(StrEnum):
+    """``--engine``: where the steps run."""
+
+    duckdb = "duckdb"
+    spark = "spark"
+
+
+EngineOption = typer.Option(
+    None,
+    "--engine",
+    "-e",
+    help="Run the steps on `duckdb` (in-process) or `spark` (`transform.spark.master`:"
+    " local or a cluster; the Spark UI's address is printed). Default: `transform.engine`.",
+)
 
 
 def _view(counts: dict[str, TransformCounts], title: str) -> Table:
@@ -55,20 +72,24 @@ def _run_slot(
     max_records: int,
     stop: Any,
     report: Report,
+    engine: str | None = None,
 ) -> None:
     """One worker: transform until stopped (or drained with ``once``), reporting counts."""
     try:
         pipeline = load_config(config)
-        from dataplump.pipeline.transform import Transformer
+        from dataplump.pipeline.transform import make_transformer
 
-        worker = Transformer(
+        worker = make_transformer(
             pipeline,
             bootstrap,
+            engine=engine,
             tables=tables or None,
             slot=slot,
             max_records=max_records,
             on_progress=lambda c: report(("progress", slot, asdict(c))),
         )
+        if ui := getattr(worker, "ui_address", None):
+            report(("info", slot, f"Spark UI: {ui}"))
         try:
             worker.run(once=once, stop=stop)
         finally:
@@ -118,8 +139,10 @@ def transform(
         "--max-records",
         min=1,
         help="Records per poll, and so per transaction: smaller means less work redone"
-        " after a crash, larger means fewer transactions.",
+        " after a crash, larger means fewer transactions (DuckDB engine; Spark reads"
+        " `transform.spark.batch_records` per micro-batch).",
     ),
+    engine: EngineChoice | None = EngineOption,
 ) -> None:
     """Clean, wrangle and enrich the validated rows: the steps of `transform.steps`.
 
@@ -130,6 +153,10 @@ def transform(
     alerts to `<pipeline>.alerts`. Each poll's output and consumed offsets are one Kafka
     transaction, so a restart resumes without loss or duplicates.
 
+    With `--engine spark` (or `transform.engine: spark`) Spark Structured Streaming reads
+    the active topics and runs the same steps and contract; each micro-batch is one Kafka
+    transaction written the same way (docs/spark.md).
+
     Example: `dataplump transform -c dataplump.yaml --once --workers 2`
     """
     try:
@@ -137,6 +164,8 @@ def transform(
     except ConfigError as exc:
         fail(f"{exc} (run `dataplump config check -c {config}`)")
     check_tables(pipeline, table, config)
+    if (engine or pipeline.transform.engine) == EngineChoice.spark and (workers > 1 or slot):
+        fail("--workers and --slot are the DuckDB engine's: Spark spreads the work itself")
     try:
         bootstrap = bootstrap_for(pipeline, say=console.print)
     except DataPlumpError as exc:
@@ -151,7 +180,7 @@ def transform(
         results = queue.Queue()
         runner = threading.Thread(
             target=_run_slot,
-            args=(config, bootstrap, table, slot, once, max_records, stop, results.put),
+            args=(config, bootstrap, table, slot, once, max_records, stop, results.put, engine),
             daemon=True,
         )
         alive: Callable[[], bool] = runner.is_alive
@@ -196,7 +225,9 @@ def transform(
             while finished < workers:
                 try:
                     kind, who, payload = results.get(timeout=0.5)
-                    if kind == "progress":
+                    if kind == "info":
+                        console.print(payload)
+                    elif kind == "progress":
                         c = counts_type(**payload)
                         counts[(who, c.table)] = c
                         live.update(_view(_by_table(counts), "transforming"))

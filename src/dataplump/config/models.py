@@ -360,7 +360,8 @@ class SparkConfig(_Model):
     master: str = "local[*]"
     """Spark master URL: `local[*]` runs in-process, `spark://host:7077` on a cluster."""
     batch_records: int = Field(default=100_000, ge=1, le=100_000_000)
-    """Most active records one micro-batch reads per table (`maxOffsetsPerTrigger`)."""
+    """Most active records one micro-batch reads, all tables together
+    (`maxOffsetsPerTrigger`); each micro-batch is one Kafka transaction."""
     trigger_seconds: float = Field(default=1.0, ge=0.1, le=3600)
     """How often a continuous run starts a micro-batch when there is new data."""
     shuffle_partitions: int = Field(default=4, ge=1, le=100_000)

@@ -29,6 +29,7 @@ from dataplump.config import PipelineConfig, load_config
 from dataplump.errors import ConfigError, DataPlumpError, TerminalError
 from dataplump.logs import setup_logging
 
+log = logging.getLogger(__name__)
 Report = Callable[[Any], None]
 
 STAGES = ("extract", "transform", "load", "notify")
@@ -101,9 +102,11 @@ def _extract(pipeline: Any, bootstrap: str, once: bool, stop: Any, report: Repor
 
 
 def _transform(pipeline: Any, bootstrap: str, once: bool, stop: Any, report: Report) -> None:
-    from dataplump.pipeline.transform import Transformer
+    from dataplump.pipeline.transform import make_transformer
 
-    worker = Transformer(pipeline, bootstrap, on_progress=report)
+    worker = make_transformer(pipeline, bootstrap, on_progress=report)
+    if ui := getattr(worker, "ui_address", None):
+        log.info("Spark UI of the transformation: %s", ui)
     try:
         worker.run(once=once, stop=stop)
     finally:

@@ -62,7 +62,13 @@ from dataplump.bus.records import (
 from dataplump.bus.schemas import HEADER_SCHEMA, SchemaRegistry, UnknownSchemaError
 from dataplump.config import PipelineConfig
 from dataplump.contracts import BatchRejectedError, Contract
-from dataplump.engine import ReferenceCopies, ReferenceTables, StepFailed, TableTransform
+from dataplump.engine import (
+    ReferenceCopies,
+    ReferenceTables,
+    StepFailed,
+    TableTransform,
+    TransformResult,
+)
 from dataplump.errors import DataPlumpError, TransientError
 from dataplump.notify.events import error_alert, produce_alert, records_alert
 from dataplump.pipeline import topics
@@ -174,6 +180,20 @@ class _Failure:
     reasons: list[dict[str, Any]]
     output: bytes | None = None
     error: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What an engine's run of an output contract found in a table's output."""
+
+    rejections: list[tuple[int, list[dict[str, Any]]]]
+    """Per rejected output row (its position), its reasons (rule, column, value, message)."""
+    batch_failures: tuple[Any, ...] = ()
+    """Failed expectations about the whole batch (``CheckResult.batch_failures``)."""
+
+
+ContractCheck = Callable[[str, pa.Table, int], Verdict]
+"""``(table, output, input_rows) -> Verdict``; raises ``BatchRejectedError``."""
 
 
 @dataclass
@@ -361,7 +381,15 @@ class Transformer:
             log.warning("could not record the run on %s: %s", topics.runs(self.config.name), exc)
 
     # -- one poll, one transaction -------------------------------------------------------
-    def _transaction(self, producer: Producer, client: Consumer, messages: list[Message]) -> None:
+    def _transaction(
+        self,
+        producer: Producer,
+        client: Consumer,
+        messages: list[Message],
+        offsets: list[TopicPartition] | None = None,
+    ) -> None:
+        """Transform ``messages`` and commit their outcome with ``offsets`` (by default the
+        consumer's positions) in one transaction of the group of ``client``."""
         by_table: dict[str, list[Message]] = defaultdict(list)
         for message in messages:
             by_table[self._table_of[str(message.topic())]].append(message)
@@ -376,7 +404,7 @@ class Transformer:
                 totals[table].add(delta)
                 key = totals_key(table, self.slot)
                 write_state(producer, self._state_topic, key, totals[table].totals())
-            producer.send_offsets(client, _positions(client))
+            producer.send_offsets(client, _positions(client) if offsets is None else offsets)
         except BaseException:
             producer.abort()
             raise
@@ -434,33 +462,42 @@ class Transformer:
 
     def _attempt(self, table: str, inputs: pa.Table, decoded: list[Message]) -> _Attempt:
         """The table's steps and output contract on the decoded rows, producing nothing."""
-        failures: list[_Failure] = []
         try:
             result = self.transforms[table].apply(inputs)
         except StepFailed as exc:
-            failures += [
-                _Failure(
-                    m,
-                    exc.step,
-                    [_reason("step_failed", None, None, exc.message)],
-                    error={
-                        "step_kind": exc.kind,
-                        "message": exc.message,
-                        "traceback": exc.traceback_summary,
-                    },
-                )
-                for m in decoded
-            ]
-            return _Attempt(failures, step_failed=exc)
-        failures += _row_failures(result.row_failures, decoded)
+            return _step_failed(exc, decoded)
+        return self._outcome(table, inputs, decoded, result, self._check_contract)
+
+    def _outcome(
+        self,
+        table: str,
+        inputs: pa.Table,
+        decoded: list[Message],
+        result: TransformResult,
+        check: ContractCheck,
+    ) -> _Attempt:
+        """The failed records and the valid output of an engine's ``result``, the output
+        checked by ``check`` (the engine's way of running the output contract)."""
+        failures = list(_row_failures(result.row_failures, decoded))
         rows = result.source_rows
         if rows is None:  # a step lost the row lineage: follow the primary key
             key = self.config.tables[table].primary_key
             rows = _rows_by_key(inputs, result.output, key)
         valid, lineage = self._check_output(
-            table, result.output, rows, decoded, inputs.num_rows, failures
+            table, result.output, rows, decoded, inputs.num_rows, failures, check
         )
         return _Attempt(failures, valid, lineage, dict(result.filtered), result.output.num_rows)
+
+    def _check_contract(self, table: str, output: pa.Table, input_rows: int) -> Verdict:
+        """The output contract of ``table`` run by DuckDB on ``output``."""
+        contract = self.contracts[table]
+        assert contract is not None
+        checked = contract.check(
+            output,
+            references={n: self.references.get(n) for n in contract.reference_names()},
+            input_rows=input_rows,
+        )
+        return Verdict(list(checked.rejections()), tuple(checked.batch_failures))
 
     def _refreshed(self, table: str, attempt: _Attempt, used: ReferenceCopies) -> bool:
         """Whether a reference the failed rows of ``attempt`` depend on has a newer copy
@@ -542,6 +579,7 @@ class Transformer:
         decoded: list[Message],
         input_rows: int,
         failures: list[_Failure],
+        check: ContractCheck,
     ) -> tuple[pa.Table, list[Message | None]]:
         """The output rows that meet the output contract, each with its input message
         (None where a step lost the lineage); the others join ``failures``."""
@@ -562,17 +600,13 @@ class Transformer:
             reasons_by_row = [(i, [reason]) for i in range(output.num_rows)]
         elif contract is not None:
             try:
-                checked = contract.check(
-                    output,
-                    references={n: self.references.get(n) for n in contract.reference_names()},
-                    input_rows=input_rows,
-                )
-                reasons_by_row = list(checked.rejections())
-                if checked.batch_failures and output.num_rows == 0:
+                verdict = check(table, output, input_rows)
+                reasons_by_row = verdict.rejections
+                if verdict.batch_failures and output.num_rows == 0:
                     # e.g. row_count_not_zero: no output row to keep, so keep the inputs
                     reasons = [
                         _reason(f.expectation, f.column, None, f.message)
-                        for f in checked.batch_failures
+                        for f in verdict.batch_failures
                     ]
                     already = {id(f.message) for f in failures}
                     failures += [
@@ -742,6 +776,37 @@ class Transformer:
         return True
 
 
+def make_transformer(
+    config: PipelineConfig,
+    bootstrap: str,
+    *,
+    engine: str | None = None,
+    tables: Sequence[str] | None = None,
+    slot: int = 0,
+    run_id: str | None = None,
+    on_progress: Progress | None = None,
+    max_records: int = 10_000,
+) -> Transformer:
+    """The worker of ``engine`` (default `transform.engine`): the DuckDB engine's
+    :class:`Transformer`, or Spark's (one query for every table; ``slot`` and
+    ``max_records`` are the DuckDB engine's, Spark has `transform.spark.batch_records`)."""
+    if (engine or config.transform.engine) == "spark":
+        from dataplump.pipeline.spark_transform import SparkTransformer
+
+        return SparkTransformer(
+            config, bootstrap, tables=tables, run_id=run_id, on_progress=on_progress
+        )
+    return Transformer(
+        config,
+        bootstrap,
+        tables=tables,
+        slot=slot,
+        run_id=run_id,
+        on_progress=on_progress,
+        max_records=max_records,
+    )
+
+
 class _Orphan:
     """Stands in for the input message of an output row whose lineage a step lost."""
 
@@ -781,6 +846,24 @@ def _rows_by_key(inputs: pa.Table, output: pa.Table, key: Sequence[str]) -> pa.A
         nulls_equal=False,
     )
     return joined.sort("_out")["_in"].cast(pl.Int64).to_arrow()
+
+
+def _step_failed(exc: StepFailed, decoded: list[Message]) -> _Attempt:
+    """Every decoded record failed, with the step that failed the whole batch."""
+    failures = [
+        _Failure(
+            m,
+            exc.step,
+            [_reason("step_failed", None, None, exc.message)],
+            error={
+                "step_kind": exc.kind,
+                "message": exc.message,
+                "traceback": exc.traceback_summary,
+            },
+        )
+        for m in decoded
+    ]
+    return _Attempt(failures, step_failed=exc)
 
 
 def _reason(rule: str, column: str | None, value: str | None, message: str) -> dict[str, Any]:

@@ -64,9 +64,10 @@ def spark_session(config: SparkConfig, app: str, *, packages: Iterable[str] = ()
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     if "JAVA_HOME" not in os.environ:
         os.environ["JAVA_HOME"] = str(_java_home(java))
-    with warnings.catch_warnings():  # PySpark 4.2 warns about pandas 3, which works here
-        warnings.simplefilter("ignore", FutureWarning)
-        from pyspark.sql import SparkSession
+    # PySpark 4.2 warns about pandas 3 on import and on every conversion; the steps'
+    # equivalence tests are what tells whether it works
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+    from pyspark.sql import SparkSession
 
     jars = ",".join(dict.fromkeys([kafka_package(), *packages, *config.packages]))
     settings = {
@@ -75,6 +76,7 @@ def spark_session(config: SparkConfig, app: str, *, packages: Iterable[str] = ()
         "spark.jars.ivy": str(cache_dir() / "spark" / "ivy"),
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
+        "spark.pyspark.python": sys.executable,  # executors of a cluster on this machine too
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.shuffle.partitions": str(config.shuffle_partitions),
