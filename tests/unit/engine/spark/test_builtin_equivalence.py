@@ -1,0 +1,523 @@
+"""The Spark built-in steps give what the Arrow engine gives, on nasty inputs.
+
+Each case runs one step with :func:`dataplump.engine.builtin.run_builtin` and with
+:func:`dataplump.engine.spark.builtin.run_builtin` on the same Arrow table (carrying the
+lineage column) and compares the rows that go on (as the Kafka bytes of
+:func:`~dataplump.bus.records.encode_rows`, ordered by lineage), the failed rows
+(lineage, column, value, message), the dropped rows and the whole-batch errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from dataplump.bus.records import encode_rows
+from dataplump.engine import builtin as arrow_engine
+from dataplump.engine.builtin import ROW, StepError
+from dataplump.engine.spec import Step, parse_steps
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+Failure = tuple[int, str, str | None, str]
+
+
+def _step(raw: dict[str, Any]) -> Step:
+    steps, problems = parse_steps([raw], None)
+    assert not problems, problems
+    return steps[0]
+
+
+def _with_row(columns: dict[str, Any]) -> pa.Table:
+    table = pa.table(columns)
+    return table.append_column(ROW, pa.array(np.arange(table.num_rows), pa.int64()))
+
+
+def _frame(spark: SparkSession, table: pa.Table) -> DataFrame:
+    """The table as a Spark frame, timestamps without a zone as TIMESTAMP_NTZ."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return spark.createDataFrame(table, schema=from_arrow_schema(table.schema))
+
+
+def _encoded(table: pa.Table) -> list[bytes]:
+    return encode_rows(table.sort_by(ROW)) if table.num_rows else []
+
+
+def _arrow(
+    step: Step, table: pa.Table, key: tuple[str, ...]
+) -> tuple[list[bytes], list[Failure], set[int] | None, pa.Schema]:
+    out = arrow_engine.run_builtin(step, table, key)
+    result, failures = out.table, []
+    if out.failures is not None:
+        mask = out.failures.mask
+        rows = table[ROW].combine_chunks().filter(mask).to_pylist()
+        columns = out.failures.column.filter(mask).to_pylist()
+        values = out.failures.value.filter(mask).to_pylist()
+        messages = out.failures.message.filter(mask).to_pylist()
+        failures = sorted(zip(rows, columns, values, messages, strict=True))
+        result = result.filter(pc.invert(mask))
+    dropped = None
+    if out.dropped is not None:
+        dropped = set(table[ROW].to_pylist()) - set(out.table[ROW].to_pylist())
+    return _encoded(result), failures, dropped, result.schema
+
+
+def _spark(
+    spark: SparkSession, step: Step, table: pa.Table, key: tuple[str, ...]
+) -> tuple[list[bytes], list[Failure], set[int] | None, pa.Schema]:
+    from dataplump.engine.spark.builtin import run_builtin
+
+    out = run_builtin(step, _frame(spark, table), key)
+    result = out.frame.toArrow()
+    failures: list[Failure] = []
+    if out.failures is not None:
+        failed = out.failures.toArrow()
+        assert failed.column_names == ["input_row", "column", "value", "message"]
+        failures = sorted(tuple(row.values()) for row in failed.to_pylist())
+    dropped = None
+    if out.dropped is not None:
+        dropped = set(out.dropped.select(ROW).toArrow()[ROW].to_pylist())
+    return _encoded(result), failures, dropped, result.schema
+
+
+def same(
+    spark: SparkSession, raw: dict[str, Any], columns: dict[str, Any], key: tuple[str, ...] = ()
+) -> tuple[list[bytes], list[Failure]]:
+    """Run the step both ways and assert the same outcome; returns (rows, failures)."""
+    step = _step(raw)
+    table = _with_row(columns)
+    rows, failures, dropped, schema = _arrow(step, table, key)
+    s_rows, s_failures, s_dropped, s_schema = _spark(spark, step, table, key)
+    assert s_schema.names == schema.names
+    assert s_failures == failures
+    assert s_rows == rows
+    assert s_dropped == dropped
+    return rows, failures
+
+
+def same_error(
+    spark: SparkSession, raw: dict[str, Any], columns: dict[str, Any], key: tuple[str, ...] = ()
+) -> str:
+    """Both engines refuse the batch with the same message; returns it."""
+    from dataplump.engine.spark.builtin import run_builtin
+
+    step = _step(raw)
+    table = _with_row(columns)
+    with pytest.raises(StepError) as arrow_error:
+        arrow_engine.run_builtin(step, table, key)
+    with pytest.raises(StepError) as spark_error:
+        run_builtin(step, _frame(spark, table), key)
+    assert spark_error.value.message == arrow_error.value.message
+    return arrow_error.value.message
+
+
+TEXTS = [
+    "  a \u00a0 b\n",
+    "\tTabbed\t\tText\r\n",
+    "\u000bvt\u000b inside\u000bstays\u000b",
+    "\u0085nel\u0085",
+    "Cafe\u0301 au lait",
+    "\u2003em\u2003space\u3000ideo\u2028line\u2029para",
+    "",
+    "   ",
+    None,
+    "StraßE",
+    "İstanbul ǅungla ǆ",
+    "o'neil mcDONALD 3rd-place",
+    "ΣΊΣΥΦΟΣ ὈΔΥΣΣΕΎΣ",
+    "\U00010400\U00010428 deseret",
+    "ﬁne ŉ ǰ",
+    "x" * 300,
+    "émile\u200bzero width",
+]
+
+
+@pytest.mark.parametrize("kind", ["trim", "lowercase", "uppercase", "titlecase"])
+def test_text_steps(spark: SparkSession, kind: str) -> None:
+    rows, _ = same(
+        spark, {kind: ["weird name. `x`", "other"]}, {"weird name. `x`": TEXTS, "other": TEXTS}
+    )
+    assert len(rows) == len(TEXTS)
+
+
+def test_text_step_examples(spark: SparkSession) -> None:
+    rows, _ = same(spark, {"trim": "t"}, {"t": ["  a \u00a0 b\n", "Cafe\u0301"]})
+    assert b'"a b"' in rows[0]
+    assert "Café".encode() in rows[1]
+    rows, _ = same(spark, {"uppercase": "t"}, {"t": ["StraßE"]})
+    assert "STRAẞE".encode() in rows[0]  # one letter for one, not Spark's SS
+
+
+def test_text_step_errors(spark: SparkSession) -> None:
+    message = same_error(spark, {"trim": "n"}, {"n": [1, 2]})
+    assert "works on text, but column `n` is int64" in message
+    same_error(spark, {"titlecase": "stauts"}, {"status": ["a"], "other": ["b"]})
+    same_error(spark, {"lowercase": ROW}, {"a": ["x"]})
+
+
+def test_parse_dates_day_first(spark: SparkSession) -> None:
+    values = [
+        "01/02/2020",
+        "1/2/2020",
+        " 1/ 2/2020",
+        "31/02/2020",
+        "29/02/2020",
+        "29/02/2021",
+        "01/02/20",
+        "01/02/02020",
+        "01/02/2020 ",
+        "001/02/2020",
+        "+1/2/2020",
+        "01/13/2020",
+        "00/01/2020",
+        "\t1/2/2020",
+        "01/02/+2020",
+        "1/2/\u00a02020",
+        "",
+        "garbage",
+        None,
+    ]
+    _, failures = same(spark, {"parse_dates": {"on day": "%d/%m/%Y"}}, {"on day": values})
+    assert (3, "on day", "31/02/2020", "does not match the date format '%d/%m/%Y'") in failures
+
+
+def test_parse_dates_times_zones_and_names(spark: SparkSession) -> None:
+    stamps = [
+        "2024-05-01 10:00:00.5",
+        "2024-05-01 10:00:00.123456789",
+        "2024-05-01 10:00:60.0",
+        "2024-5-1 1:2:3.4",
+        "2024-05-01  10:00:00.5",
+        "2024-05-01 10:00:00.",
+        "2024-05-01 10:00:00",
+        "2024-05-01 24:00:00",
+        None,
+    ]
+    zoned = [
+        "2024-05-01 10:00:00+02:00",
+        "2024-05-01 10:00:00+0200",
+        "2024-05-01 10:00:00Z",
+        "2024-05-01 10:00:00 +02:00",
+        "2024-05-01 10:00:00+02",
+        "2024-05-01 10:00:00-0130",
+        "2024-05-01 10:00:00+2400",
+        "2024-05-01 23:30:00-0130",
+        None,
+    ]
+    named = [
+        "01 Jan 2024",
+        "1 january 2024",
+        "01 JANU 2024",
+        "31 Apr 2024",
+        "07 Sept 2024",
+        "x",
+        None,
+    ]
+    same(
+        spark,
+        {
+            "parse_dates": {
+                "frac": "%Y-%m-%d %H:%M:%S%.f",
+                "nanos": "%Y-%m-%d %H:%M:%S.%f",
+                "zone": "%Y-%m-%d %H:%M:%S%z",
+                "named": "%d %b %Y",
+            }
+        },
+        {
+            "frac": stamps,
+            "nanos": stamps,
+            "zone": zoned,
+            "named": [*named, None, None],
+        },
+    )
+
+
+def test_parse_dates_short_years_and_compact(spark: SparkSession) -> None:
+    values = ["01/02/20", "1/2/99", "01/02/0", "01/02/2020", "1/2/70", "1/2/69", None]
+    same(spark, {"parse_dates": {"d": "%d/%m/%y"}}, {"d": values})
+    compact = ["20240501", "2024-05-01", "2024051", "202405011", None]
+    same(spark, {"parse_dates": {"d": "%Y%m%d"}}, {"d": compact})
+    minutes = ["2024-05-01 10:00", "2024-05-01 10:00:00", "2024-05-01 1:5", "2024-05-01 10:60"]
+    same(spark, {"parse_dates": {"d": "%F %R"}}, {"d": minutes})
+
+
+def test_parse_dates_keeps_temporal_columns_and_refuses_numbers(spark: SparkSession) -> None:
+    same(
+        spark,
+        {"parse_dates": {"d": "%Y-%m-%d"}},
+        {"d": pa.array([dt.date(2024, 5, 1), None]), "x": ["a", "b"]},
+    )
+    same_error(spark, {"parse_dates": {"n": "%Y"}}, {"n": [1]})
+    same_error(spark, {"parse_dates": {"nn": "%Y"}}, {"n": ["1"]})
+
+
+def test_parse_dates_unsupported_directive_is_a_documented_error(spark: SparkSession) -> None:
+    from dataplump.engine.spark.builtin import run_builtin
+
+    frame = spark.createDataFrame(_with_row({"d": ["2024-123"]}))
+    with pytest.raises(StepError, match="%j is not supported"):
+        run_builtin(_step({"parse_dates": {"d": "%Y-%j"}}), frame, ())
+
+
+INT_TEXT = [
+    "12",
+    " 12 ",
+    "+5",
+    "-0",
+    "1.0",
+    "1.5",
+    "-1.5",
+    "2.5",
+    "1e3",
+    "1e-3",
+    "0x10",
+    "0X1f",
+    "0b101",
+    "1_000",
+    "1__0",
+    "_1",
+    "abc",
+    "",
+    "127",
+    "128",
+    "-128",
+    "-129",
+    "2147483648",
+    "9223372036854775807",
+    "9223372036854775808",
+    "9007199254740993",
+    "1.00000000001",
+    ".5",
+    "5.",
+    "NaN",
+    "inf",
+    None,
+]
+
+
+@pytest.mark.parametrize("target", ["int8", "int16", "int32", "int64"])
+def test_cast_text_to_integers(spark: SparkSession, target: str) -> None:
+    _, failures = same(spark, {"cast": {"q": target}}, {"q": INT_TEXT})
+    assert (5, "q", "1.5", f"cannot be cast to {target}") in failures
+
+
+def test_cast_text_to_decimals_floats_booleans(spark: SparkSession) -> None:
+    numbers = [*INT_TEXT, "1.005", "1.25", "-1.255", "12345678.9", "99999999.995", "1e39"]
+    same(
+        spark,
+        {"cast": {"a": "decimal(10,2)", "b": "float", "c": "double"}},
+        {"a": numbers, "b": numbers, "c": numbers},
+    )
+    words = ["true", "TRUE", " true ", "t", "yes", "Y", "no", "n", "on", "1", "0", "2", "", None]
+    same(spark, {"cast": {"b": "boolean"}}, {"b": words})
+
+
+def test_cast_text_to_dates_and_timestamps(spark: SparkSession) -> None:
+    values = [
+        "2024-05-01",
+        "2024-5-1",
+        " 2024-05-01 ",
+        "2024/05/01",
+        "2024-05-01 10:00",
+        "2024-05-01T10:00:00",
+        "2024-05-01 10:00:00+02",
+        "2024-05-01 10:00:00+02:30",
+        "2024-05-01 10:00:00Z",
+        "2024-05-01 10:00:00.1234567",
+        "2024-05-01 24:00:00",
+        "2024-05-01 10:00:60",
+        "2024-05-01 10",
+        "2024-02-30",
+        "20240501",
+        "0001-01-01",
+        "nope",
+        "",
+        None,
+    ]
+    same(
+        spark,
+        {"cast": {"d": "date", "t": "timestamp", "z": "timestamptz"}},
+        {"d": values, "t": values, "z": values},
+    )
+
+
+def test_cast_numbers(spark: SparkSession) -> None:
+    big = [1, -128, 127, 128, 300, -(2**31), 2**31, 2**63 - 1, None]
+    floats = [1.0, 1.5, -2.5, float("nan"), float("inf"), 1e20, 1e-7, 0.1, 2.0**31, None]
+    decimals = [
+        Decimal("1.00"),
+        Decimal("1.50"),
+        Decimal("-2.50"),
+        Decimal("123456789.99"),
+        Decimal("0.01"),
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
+    same(
+        spark,
+        {
+            "cast": {
+                "i": "int8",
+                "f": "int32",
+                "d": "int64",
+                "dd": "decimal(4,1)",
+                "fd": "decimal(10,2)",
+            }
+        },
+        {
+            "i": pa.array([*big, None], pa.int64()),
+            "f": pa.array(floats, pa.float64()),
+            "d": pa.array(decimals, pa.decimal128(12, 2)),
+            "dd": pa.array(decimals, pa.decimal128(12, 2)),
+            "fd": pa.array(floats, pa.float64()),
+        },
+    )
+
+
+def test_cast_to_text_floats_and_booleans(spark: SparkSession) -> None:
+    floats = [
+        1.0,
+        1.5,
+        1e20,
+        1e-5,
+        1e-7,
+        1e9,
+        1e10,
+        123456789012.0,
+        float("nan"),
+        float("-inf"),
+        -0.0,
+        0.30000000000000004,
+        None,
+    ]
+    same(
+        spark,
+        {"cast": {"f": "string", "i": "string", "b": "string", "d": "double", "i8": "float"}},
+        {
+            "f": pa.array(floats, pa.float64()),
+            "i": pa.array(range(13), pa.int32()),
+            "b": pa.array([True, False, None] * 4 + [True]),
+            "d": pa.array([1, 2**53 + 1] + [None] * 11, pa.int64()),
+            "i8": pa.array(range(13), pa.int8()),
+        },
+    )
+
+
+def test_cast_temporal_to_text_and_between(spark: SparkSession) -> None:
+    stamps = [dt.datetime(2024, 5, 1, 10, 0, 0, 500), dt.datetime(2024, 5, 1), None]
+    same(
+        spark,
+        {"cast": {"t": "string", "tz": "string", "td": "date", "d": "timestamp", "z": "timestamp"}},
+        {
+            "t": pa.array(stamps, pa.timestamp("us")),
+            "tz": pa.array(stamps, pa.timestamp("us", tz="UTC")),
+            "td": pa.array(stamps, pa.timestamp("us")),
+            "d": pa.array([dt.date(2024, 5, 1), None, dt.date(1, 1, 1)]),
+            "z": pa.array(stamps, pa.timestamp("us", tz="UTC")),
+        },
+    )
+
+
+def test_cast_first_failing_column_wins_and_values_are_cut(spark: SparkSession) -> None:
+    _, failures = same(
+        spark,
+        {"cast": {"a": "int32", "b": "int32"}},
+        {"a": ["x", "1", "2", "y" * 300], "b": ["y", "z", "3", "4"]},
+    )
+    assert [f[1] for f in failures] == ["a", "b", "a"]
+    assert failures[2][2] == "y" * 197 + "..."
+
+
+def test_fill_null(spark: SparkSession) -> None:
+    same(
+        spark,
+        {
+            "fill_null": {
+                "s": "unknown",
+                "i": 0,
+                "i8": "5",
+                "f": 1.5,
+                "d": "2.50",
+                "b": True,
+                "day": dt.date(1970, 1, 1),
+                "ts": dt.datetime(2024, 5, 1, 10, 0, 0, 1),
+                "tz": dt.datetime(2024, 5, 1, 10),
+            }
+        },
+        {
+            "s": ["a", None],
+            "i": pa.array([1, None], pa.int64()),
+            "i8": pa.array([None, 1], pa.int8()),
+            "f": pa.array([None, 2.0], pa.float32()),
+            "d": pa.array([None, Decimal("1.10")], pa.decimal128(5, 2)),
+            "b": [None, False],
+            "day": pa.array([None, dt.date(2020, 1, 1)]),
+            "ts": pa.array([None, dt.datetime(2020, 1, 1)], pa.timestamp("us")),
+            "tz": pa.array([None, dt.datetime(2020, 1, 1)], pa.timestamp("us", tz="UTC")),
+        },
+    )
+    same_error(spark, {"fill_null": {"q": "many"}}, {"q": pa.array([None, 1], pa.int32())})
+    same_error(spark, {"fill_null": {"q": 1.5}}, {"q": pa.array([None, 1], pa.int32())})
+    same_error(spark, {"fill_null": {"q": 300}}, {"q": pa.array([None, 1], pa.int8())})
+
+
+def test_drop_null_and_drop(spark: SparkSession) -> None:
+    same(
+        spark,
+        {"drop_null": ["a", "b c"]},
+        {"a": [1, None, 3, 4], "b c": [None, "x", "", float("nan") and "n"], "z": [1, 2, 3, 4]},
+    )
+    same(spark, {"drop_null": "f"}, {"f": [float("nan"), None, 1.0]})
+    same(spark, {"drop": ["a.b", "`q`"]}, {"a.b": [1], "`q`": [2], "c": [3]})
+    same_error(spark, {"drop": ["nope"]}, {"a": [1]})
+
+
+def test_dedupe(spark: SparkSession) -> None:
+    columns = {
+        "id": [1, 1, 2, 2, 2, None, None, 3, 3, 4],
+        "t en": ["a", "a", "b", "b", "c", None, None, "x", "x", "y"],
+        "v": [1.0, None, 3.0, float("nan"), 2.0, None, 1.0, 5.0, 5.0, None],
+        "at": [None, None, "b", "a", "a", "x", None, "z", "z", None],
+    }
+    same(spark, {"dedupe": None}, columns, ("id",))
+    same(spark, {"dedupe": {"key": ["id", "t en"]}}, columns)
+    same(spark, {"dedupe": {"newest_by": "v"}}, columns, ("id",))
+    same(spark, {"dedupe": {"newest_by": "at", "key": "t en"}}, columns)
+    same_error(spark, {"dedupe": None}, columns)
+    same_error(spark, {"dedupe": {"newest_by": "vv"}}, columns, ("id",))
+
+
+def test_rename(spark: SparkSession) -> None:
+    same(spark, {"rename": {"a b": "c.d", "x": "`y`"}}, {"a b": [1], "x": [2], "z": [3]})
+    message = same_error(spark, {"rename": {"a": "z"}}, {"a": [1], "z": [2]})
+    assert message == "cannot rename to `z`: the batch already has that column"
+    same(spark, {"rename": {"a": "b", "b": "a"}}, {"a": [1], "b": [2]})
+
+
+def test_run_builtin_is_lazy(spark: SparkSession) -> None:
+    """No Spark job runs inside run_builtin (the status tracker sees none)."""
+    from dataplump.engine.spark.builtin import run_builtin
+
+    frame = spark.createDataFrame(_with_row({"q": ["1", "x"], "s": [" a ", "B"]}))
+    tracker = spark.sparkContext.statusTracker()
+    before = set(tracker.getJobIdsForGroup(None))
+    steps: list[dict[str, Any]] = [
+        {"cast": {"q": "int32"}},
+        {"trim": "s"},
+        {"dedupe": {"key": "s"}},
+    ]
+    for raw in steps:
+        out = run_builtin(_step(raw), frame, ())
+        frame = out.frame
+    assert set(tracker.getJobIdsForGroup(None)) == before
