@@ -1,6 +1,7 @@
 """Hostile identifiers end to end: column names with quotes, spaces, semicolons and SQL
-(`x"; DROP TABLE y; --`) go from SQLite through Kafka to the Delta lake with `run --once`,
-every row is accounted for exactly, and nothing else in the source database changes."""
+(`x"; DROP TABLE y; --`) go from SQLite through Kafka to the Delta lake and a PostgreSQL
+warehouse (in a schema named like SQL too) with `run --once`, every row is accounted for
+exactly, and nothing else in the source database or the warehouse changes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+import sqlalchemy as sa
 
 from tests.support.cli import run_command
 
@@ -25,6 +27,7 @@ CURSOR = 'up"dated at'
 TEXT = 'we\'ird "name"'
 RENAMED = "re\"named 'col'; --"
 BYSTANDER = 'x"; DROP TABLE y; --'  # a table whose name is the SQL above
+SCHEMA = 'cur"ated; DROP SCHEMA public CASCADE; --'  # the warehouse's schema
 
 
 def q(name: str) -> str:
@@ -73,7 +76,7 @@ def everything_else(db: Path) -> dict[str, Any]:
     return {"schema": schema, "rows": rows}
 
 
-def make(folder: Path, bootstrap: str, rows: int) -> Path:
+def make(folder: Path, bootstrap: str, rows: int, warehouse: str) -> Path:
     db = folder / "source.db"
     with sqlite3.connect(db) as conn:
         conn.execute(
@@ -89,7 +92,10 @@ def make(folder: Path, bootstrap: str, rows: int) -> Path:
         "pipeline": {"name": f"ids{uuid.uuid4().hex[:8]}"},
         "source": {"url": f"sqlite:///{db}"},
         "kafka": {"bootstrap_servers": bootstrap, "extra": {"session.timeout.ms": "6000"}},
-        "sinks": {"lake": {"kind": "delta", "path": "lake"}},
+        "sinks": {
+            "lake": {"kind": "delta", "path": "lake"},
+            "warehouse": {"kind": "postgres", "url": warehouse, "schema": SCHEMA},
+        },
         "notify": {"grouping": {"group_wait": "0s"}},
         "tables": {
             TABLE: {
@@ -136,13 +142,37 @@ def store_counts(folder: Path, store: str) -> int:
     return frame.filter(pl.col("table") == TABLE).height
 
 
+def warehouse_rows(url: str) -> dict[int, str]:
+    """Key -> renamed text in the warehouse's curated table, read with plain SQLAlchemy."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            found = conn.exec_driver_sql(
+                f"SELECT {q(PK)}, {q(RENAMED)} FROM {q(SCHEMA)}.{q(TABLE)}"  # noqa: S608
+            ).fetchall()
+    finally:
+        engine.dispose()
+    return {int(k): v for k, v in found}
+
+
+def warehouse_schemas(url: str) -> list[str]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return sorted(sa.inspect(conn).get_schema_names())
+    finally:
+        engine.dispose()
+
+
 def expected(ids: range) -> set[int]:
     return {i for i in ids if not negative(i) and not bad_number(i)}
 
 
-def test_hostile_column_names_go_end_to_end(tmp_path: Path, kafka_bootstrap: str) -> None:
+def test_hostile_column_names_go_end_to_end(
+    tmp_path: Path, kafka_bootstrap: str, postgres_url: str
+) -> None:
     rows = 120
-    config = make(tmp_path, kafka_bootstrap, rows)
+    config = make(tmp_path, kafka_bootstrap, rows, postgres_url)
     db = tmp_path / "source.db"
     before = everything_else(db)
     logs = tmp_path / "logs"
@@ -161,6 +191,8 @@ def test_hostile_column_names_go_end_to_end(tmp_path: Path, kafka_bootstrap: str
     assert str(first[AMOUNT]) == "1.25"
     assert store_counts(tmp_path, "_dlq") == sum(negative(i) for i in range(1, rows + 1))
     assert store_counts(tmp_path, "_failed") == sum(bad_number(i) for i in range(1, rows + 1))
+    assert set(warehouse_rows(postgres_url)) == expected(range(1, rows + 1))
+    assert "public" in warehouse_schemas(postgres_url)
 
     # a second run reads by the quoted cursor: new rows and changed rows, merged by the key
     add_rows(db, [row(i) for i in range(rows + 1, rows + 41)] + [row(2, 1), row(3, 1)])
@@ -173,6 +205,10 @@ def test_hostile_column_names_go_end_to_end(tmp_path: Path, kafka_bootstrap: str
     changed = lake.filter(pl.col(PK).is_in([2, 3])).sort(PK)[RENAMED].to_list()
     assert changed == ['it\'s "2"; v1', 'it\'s "3"; v1']
     assert store_counts(tmp_path, "_dlq") == sum(negative(i) for i in range(1, rows + 41))
+    warehouse = warehouse_rows(postgres_url)
+    assert set(warehouse) == expected(range(1, rows + 41))
+    assert (warehouse[2], warehouse[3]) == ('it\'s "2"; v1', 'it\'s "3"; v1')
+    assert warehouse_schemas(postgres_url) == sorted(["information_schema", "public", SCHEMA])
 
     status = run_command("status", "-c", str(config), "--json", logs=logs, cwd=tmp_path)
     assert status.returncode == 0, status.describe()
