@@ -11,6 +11,7 @@ as text), and every page and API answer of the dashboard."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -179,6 +180,7 @@ def planted(
             "SMTP_PASSWORD": SMTP_PASSWORD,
             "DASHBOARD_TOKEN": DASH_TOKEN,
             "SSL_CERT_FILE": str(certificate[0]),
+            "DATAPLUMP_LOG_LEVEL": "debug",  # every log line there is, not only warnings
         }
         run = run_command(
             "run", "-c", str(config), "--once", "--metrics-port", "0",
@@ -196,6 +198,7 @@ def test_run_once_loads_and_its_logs_hold_no_secret(planted: Planted) -> None:
     assert any(HOOK_TOKEN in r.path for r in planted.webhook.requests)
     assert any(not ok for (_, _, ok) in planted.mailbox.logins)
     output = run.stdout + run.stderr
+    assert re.search(r"\b(DEBUG|INFO)\b", output), output[-3000:]  # the chatty levels too
     assert "refused the notification: HTTP 404" in output, run.describe()
     assert "refused the login of 'alerts'" in output, run.describe()
     assert leaks(output) == [], output
