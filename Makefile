@@ -7,11 +7,10 @@ setup:  ## install everything (idempotent): Debian packages, .venv, Kafka jars
 demo: setup  ## the whole pipeline on a sample shop, a report and the dashboard (dataplump demo)
 	.venv/bin/dataplump demo
 
-lint: setup  ## ruff, mypy and pip-audit
+lint: setup audit  ## ruff, mypy and pip-audit
 	.venv/bin/ruff check src tests bench
 	.venv/bin/ruff format --check src tests
 	.venv/bin/mypy
-	$(MAKE) --no-print-directory audit
 
 # pip-audit asks PyPI's JSON API (https://pypi.org/pypi/NAME/VERSION/json) about every
 # locked package (all extras, hashes checked) and fails on any known vulnerability or
