@@ -38,7 +38,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from dataplump.errors import ConfigError
@@ -85,15 +85,50 @@ def conflict(message: str, *at: str | int) -> PydanticCustomError:
     return PydanticCustomError("config_conflict", "{message}", {"message": message, "at": at})
 
 
+_SECRET_QUERY = re.compile(
+    r"pass|pwd|secret|token|credential|private|api_?key|access_?key", re.IGNORECASE
+)
+"""URL query parameters whose values are credentials (libpq's ``password`` and
+``sslpassword``, MySQL's ``passwd``, cloud drivers' tokens and keys)."""
+_QUERY_MASK = "dpqmask0masked"
+
+
+def masked_url(url: URL | str) -> str:
+    """``url`` as messages show it: the password *and* every credential in the query
+    (``?password=``, ``sslpassword``, ``passwd``, tokens) replaced by ``***``; an
+    unparsable text is masked whole."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except (ArgumentError, ValueError):
+        return MASK
+    hidden = {key: _QUERY_MASK for key in parsed.query if _SECRET_QUERY.search(key)}
+    if hidden:
+        parsed = parsed.update_query_dict(hidden)
+    return parsed.render_as_string(hide_password=True).replace(_QUERY_MASK, "***")
+
+
+def url_secrets(url: URL | str) -> list[str]:
+    """The credentials ``url`` holds: its password and the values of secret query
+    parameters (what a message must never show, in any quoting)."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except (ArgumentError, ValueError):
+        return [url] if isinstance(url, str) else []
+    found = [str(parsed.password)] if parsed.password else []
+    for key, value in parsed.query.items():
+        if _SECRET_QUERY.search(key):
+            found.extend([value] if isinstance(value, str) else list(value))
+    return [f for f in found if f]
+
+
 class SecretUrl(SecretStr):
-    """A SQLAlchemy database URL that may hold a password; shown with the password masked."""
+    """A SQLAlchemy database URL that may hold a password; shown with the password (and
+    any credential in its query) masked."""
 
     def masked(self) -> str:
-        """The URL with its password replaced by ``***`` (the whole URL if it cannot be parsed)."""
-        try:
-            return make_url(self.get_secret_value()).render_as_string(hide_password=True)
-        except (ArgumentError, ValueError):
-            return MASK
+        """The URL with its password and query credentials replaced by ``***`` (the whole
+        URL if it cannot be parsed)."""
+        return masked_url(self.get_secret_value())
 
     def _display(self) -> str:
         return self.masked()

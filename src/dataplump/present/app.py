@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -30,6 +31,8 @@ from dataplump.present.data import DashboardData, DashboardError, Snapshot
 
 if TYPE_CHECKING:
     from dataplump.config import PipelineConfig
+
+log = logging.getLogger(__name__)
 
 COOKIE = "dataplump_session"
 OPEN_PATHS = ("/login", "/assets/", "/api/health", "/favicon.ico")
@@ -127,12 +130,12 @@ def create_app(
             # a link with ?token=: set the session and drop the token from the address bar
             rest = {k: v for k, v in request.query_params.items() if k != "token"}
             if path.startswith("/api/"):
-                response = await call_next(request)
+                response = await _answer_or_500(request, call_next)
             else:
                 response = RedirectResponse(path + (f"?{urlencode(rest)}" if rest else ""), 303)
                 _set_session(response, token, request)
         else:
-            response = await call_next(request)
+            response = await _answer_or_500(request, call_next)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if path.startswith("/api/") or path in ("/", "/quality", "/data", "/alerts"):
@@ -409,6 +412,25 @@ def create_app(
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
     return app
+
+
+async def _answer_or_500(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """The app's answer; an error it did not expect becomes a plain 500 here, inside the
+    guard, so that it too carries the security headers and says nothing of the cause."""
+    try:
+        return await call_next(request)
+    except Exception as exc:
+        from dataplump.notify.events import redact
+
+        log.error(
+            "dashboard: %s %s failed: %s: %s",
+            request.method, request.url.path, type(exc).__name__, redact(str(exc)),
+        )  # fmt: skip
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": "internal error (see the dashboard's log)"}, 500)
+        return Response("internal error (see the dashboard's log)", 500, media_type="text/plain")
 
 
 def _set_session(response: Response, token: str, request: Request) -> None:

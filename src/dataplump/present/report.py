@@ -169,10 +169,7 @@ def secret_values(config: PipelineConfig) -> list[str]:
     """Every secret the pipeline file holds (tokens, passwords, webhook URLs with their
     path and query, S3 keys, secret Kafka properties), longest first: what a report must
     never show."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    from dataplump.config.models import _SECRET_PROPERTY, SecretUrl
+    from dataplump.config.models import _SECRET_PROPERTY, SecretUrl, url_secrets
 
     found: set[str] = set()
 
@@ -180,12 +177,7 @@ def secret_values(config: PipelineConfig) -> list[str]:
         if isinstance(value, SecretUrl):
             url = value.get_secret_value()
             found.add(url)
-            try:
-                password = make_url(url).password
-            except (ArgumentError, ValueError):  # unparsable: the whole URL is masked
-                password = None
-            if password:
-                found.add(str(password))
+            found.update(url_secrets(url))  # its password and the query's credentials
         elif isinstance(value, SecretStr):
             secret = value.get_secret_value()
             found.add(secret)

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import NullPool
 
+from dataplump.config.models import masked_url
 from dataplump.sample import generate
 from dataplump.sample.errors import SampleError
 from dataplump.sample.faults import FAULTS, FaultContext, inject
@@ -53,7 +54,7 @@ class Sizes:
 def masked(url: str) -> str:
     """``url`` with its password hidden."""
     try:
-        return sa.make_url(url).render_as_string(hide_password=True)
+        return masked_url(sa.make_url(url))
     except (sa_exc.ArgumentError, ValueError):
         return "<not a SQLAlchemy URL>"
 

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from dataplump.config.models import masked_url as hide_credentials
 from dataplump.scaffold import render
 from dataplump.scaffold.errors import ScaffoldError
 from dataplump.scaffold.propose import TableProposal, propose, reference_name, verify
@@ -179,7 +180,7 @@ def plan_folder(
         name=name,
         url_text=text,
         password_variable=variable if had_password else None,
-        masked_url=make_url(url).render_as_string(hide_password=True),
+        masked_url=hide_credentials(make_url(url)),
         schema=schema,
         proposals=proposals,
         contract_paths=contract_paths,

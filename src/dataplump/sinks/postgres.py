@@ -40,7 +40,7 @@ import pyarrow.csv as pa_csv
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 
-from dataplump.config.models import SinkConfig
+from dataplump.config.models import SinkConfig, masked_url
 from dataplump.sinks.base import (
     LINEAGE_COLUMNS,
     OFFSET,
@@ -207,7 +207,7 @@ class PostgresSink(Sink):
     # -- the seam -----------------------------------------------------------------------
 
     def describe(self) -> str:
-        masked = self._url.render_as_string(hide_password=True)
+        masked = masked_url(self._url)
         return f"{self.name} (postgres {masked}, table {self._where})"
 
     def committed(self) -> Offsets:
@@ -280,7 +280,7 @@ class PostgresSink(Sink):
         sqlstate = diag.sqlstate or exc.sqlstate
         kind = classify(str(exc) or message, sqlstate=sqlstate)
         detail = redact(message, self._url)
-        masked = self._url.render_as_string(hide_password=True)
+        masked = masked_url(self._url)
         where = f"{self._url.host or 'localhost'}:{self._url.port or 5432}"
         if kind in ("unreachable", "transient") or isinstance(exc, psycopg.OperationalError):
             if kind in ("auth", "no_database", "unknown_host"):

@@ -53,7 +53,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from dataplump.config.models import SourceConfig, TableConfig
+from dataplump.config.models import SourceConfig, TableConfig, masked_url
 from dataplump.sources.errors import SourceError, TransientSourceError, wrap_error
 from dataplump.sources.watermark import Value, Watermark
 
@@ -446,7 +446,7 @@ class Source(ABC):
         self.close()
 
     def __repr__(self) -> str:
-        masked = self.url.render_as_string(hide_password=True)
+        masked = masked_url(self.url)
         return f"<{type(self).__name__} {self.table!r} of {masked}>"
 
     # --- shared machinery --------------------------------------------------------------
@@ -462,8 +462,7 @@ class Source(ABC):
             ) from None
         except sa_exc.SQLAlchemyError as exc:
             raise SourceError(
-                f"cannot use `source.url` ({self.url.render_as_string(hide_password=True)}):"
-                f" {type(exc).__name__}: {exc}",
+                f"cannot use `source.url` ({masked_url(self.url)}): {type(exc).__name__}: {exc}",
                 table=self.table,
             ) from None
 

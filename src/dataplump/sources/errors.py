@@ -25,6 +25,7 @@ from urllib.parse import quote, quote_plus
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
+from dataplump.config.models import masked_url, url_secrets
 from dataplump.errors import TerminalError, TransientError
 
 __all__ = [
@@ -58,16 +59,15 @@ _MASK = "***"
 
 
 def redact(text: str, url: URL | None) -> str:
-    """``text`` with the password of ``url`` (plain or URL-quoted) replaced by ``***``.
+    """``text`` with the password of ``url`` and the credentials in its query (plain or
+    URL-quoted) replaced by ``***``.
 
     Also flattens the text to one line with single spaces: drivers put hints and SQL on
     further lines and pad their prefixes (libpq's ``FATAL:  ``).
     """
-    if url is not None and url.password:
-        password = str(url.password)
-        for form in {password, quote(password, safe=""), quote_plus(password)}:
-            if len(form) >= 1:
-                text = text.replace(form, _MASK)
+    for secret in url_secrets(url) if url is not None else []:
+        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+            text = text.replace(form, _MASK)
     return " ".join(text.split())
 
 
@@ -169,7 +169,7 @@ def wrap_error(
     backend = url.get_backend_name()
     name = _DATABASE_NAMES.get("mysql" if backend == "mariadb" else backend, backend)
     where = f"{url.host or 'localhost'}:{url.port}" if url.port else (url.host or "localhost")
-    masked = url.render_as_string(hide_password=True)
+    masked = masked_url(url)
     if backend == "sqlite":
         where = url.database or ":memory:"
     if kind == "auth":
