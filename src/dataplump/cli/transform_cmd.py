@@ -112,9 +112,10 @@ def _child(
     max_records: int,
     stop: Any,
     results: Any,
+    engine: str | None = None,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    _run_slot(config, bootstrap, tables, slot, once, max_records, stop, results.put)
+    _run_slot(config, bootstrap, tables, slot, once, max_records, stop, results.put, engine)
 
 
 def transform(
@@ -175,7 +176,8 @@ def transform(
     counts: dict[tuple[int, str], TransformCounts] = {}
     errors: list[str] = []
     results: queue.Queue[tuple[str, int, Any]] | Any
-    if workers == 1:
+    spark = (engine or pipeline.transform.engine) == EngineChoice.spark
+    if workers == 1 and not spark:  # Spark's gateway starts only from a main thread
         stop: Any = threading.Event()
         results = queue.Queue()
         runner = threading.Thread(
@@ -195,7 +197,7 @@ def transform(
         processes = [
             context.Process(
                 target=_child,
-                args=(config, bootstrap, table, slot + i, once, max_records, stop, results),
+                args=(config, bootstrap, table, slot + i, once, max_records, stop, results, engine),
                 daemon=True,
             )
             for i in range(workers)

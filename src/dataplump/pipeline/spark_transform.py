@@ -322,7 +322,7 @@ class SparkTransformer(Transformer):
         try:
             collected = output.toArrow()
             ids = collected[_ID].combine_chunks()
-            source_rows = collected[ROW].combine_chunks() if ROW in collected.column_names else None
+            source_rows = collected[ROW].combine_chunks() if result.has_lineage else None
             transformed = TransformResult(
                 collected.drop_columns([c for c in (ROW, _ID) if c in collected.column_names]),
                 source_rows,
@@ -336,6 +336,7 @@ class SparkTransformer(Transformer):
             return self._outcome(table, inputs, decoded, transformed, check)
         finally:
             output.unpersist()
+            result.unpersist()
 
     def _spark_check(
         self, table: str, output: DataFrame, ids: pa.Array, input_rows: int
@@ -349,7 +350,9 @@ class SparkTransformer(Transformer):
         checked = check_frame(
             contract,
             frame.withColumnRenamed(_ID, ROW),
-            references={n: self.spark_references.get(n) for n in contract.reference_names()},
+            references={
+                n: self.spark_references.get_reference(n) for n in contract.reference_names()
+            },
             input_rows=input_rows,
         )
         rejected = checked.rejected.select(ROW, _REASONS).toArrow()

@@ -88,6 +88,9 @@ class _StepOut:
     frame: DataFrame
     failures: DataFrame | None = None
     dropped: DataFrame | None = None
+    says_dropped: bool = False
+    """The step reports what it drops (built-in steps); else the input rows missing from
+    its output were filtered (a WHERE, an inner join)."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +201,7 @@ class SparkTableTransform:
                 persisted.append(result)
                 if out.dropped is not None:
                     counts.append(_count(out.dropped, bound.label))
-                elif ROW in current.columns and ROW in result.columns:
+                elif not out.says_dropped and ROW in current.columns and ROW in result.columns:
                     gone = current.join(result.select(ROW), ROW, "left_anti")
                     counts.append(_count(gone, bound.label, only_positive=True))
                 if out.failures is not None:
@@ -296,7 +299,7 @@ class SparkTableTransform:
             )
 
             out = run_builtin(step, frame, key)
-            return _StepOut(out.frame, out.failures, out.dropped)
+            return _StepOut(out.frame, out.failures, out.dropped, says_dropped=True)
 
         return run
 
