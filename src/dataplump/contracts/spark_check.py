@@ -370,38 +370,96 @@ def _float_text(c: Column, bits: int) -> Column:
 
     kind = "double" if bits == 64 else "float"
     candidates = [F.format_string(f"%.{k}e", c) for k in range(17 if bits == 64 else 9)]
-    sci = F.coalesce(*[F.when(text.try_cast(kind) == c, text) for text in candidates])
-    digits = F.regexp_replace(
-        F.regexp_replace(F.regexp_extract(sci, r"^-?([0-9.]+)e", 1), r"\.", ""), "0+$", ""
-    )
-    e = F.regexp_extract(sci, r"e([+-][0-9]+)$", 1).cast("int")
-    length = F.length(digits)
-    fixed = (
-        F.when(e < 0, F.concat(F.lit("0."), F.repeat(F.lit("0"), -e - 1), digits))
-        .when(
-            e + 1 >= length,
-            F.concat(digits, F.repeat(F.lit("0"), e + 1 - length), F.lit(".0")),
+    if bits == 64:
+        sci = F.coalesce(*[F.when(text.try_cast(kind) == c, text) for text in candidates])
+    else:
+        sci = _float32_digits(c, candidates)
+
+    def python(digits: Column, e: Column) -> Column:
+        length = F.length(digits)
+        fixed = (
+            F.when(e < 0, F.concat(F.lit("0."), F.repeat(F.lit("0"), -e - 1), digits))
+            .when(
+                e + 1 >= length,
+                F.concat(digits, F.repeat(F.lit("0"), e + 1 - length), F.lit(".0")),
+            )
+            .otherwise(
+                F.concat(digits.substr(F.lit(1), e + 1), F.lit("."), digits.substr(e + 2, length))
+            )
         )
-        .otherwise(
-            F.concat(digits.substr(F.lit(1), e + 1), F.lit("."), digits.substr(e + 2, length))
+        exponent = F.abs(e).cast("string")
+        scientific = F.concat(
+            digits.substr(1, 1),
+            F.when(length > 1, F.concat(F.lit("."), digits.substr(F.lit(2), length))).otherwise(""),
+            F.lit("e"),
+            F.when(e < 0, "-").otherwise("+"),
+            F.when(F.abs(e) < 10, F.concat(F.lit("0"), exponent)).otherwise(exponent),
         )
-    )
-    scientific = F.concat(
-        digits.substr(1, 1),
-        F.when(length > 1, F.concat(F.lit("."), digits.substr(F.lit(2), length))).otherwise(""),
-        F.lit("e"),
-        F.when(e < 0, "-").otherwise("+"),
-        F.lpad(F.abs(e).cast("string"), 2, "0"),
-    )
-    sign = F.when(c < 0, "-").otherwise("")
+        sign = F.when(c < 0, "-").otherwise("")
+        return F.concat(sign, F.when((e >= -4) & (e < 16), fixed).otherwise(scientific))
+
+    def parts(text: Column) -> Column:
+        mantissa = F.regexp_extract(text, r"^-?([0-9.]+)e", 1)
+        digits = F.regexp_replace(F.regexp_replace(mantissa, r"\.", ""), "0+$", "")
+        e = F.regexp_extract(text, r"e([+-][0-9]+)$", 1).cast("int")
+        # Each part once (a lambda binds it): the expression stays small.
+        pair = F.array(F.struct(digits.alias("d"), e.alias("e")))
+        return F.transform(pair, lambda p: python(p["d"], p["e"]))[0]
+
     return (
         F.when(c.isNull(), F.lit(None).cast("string"))
         .when(F.isnan(c), "nan")
         .when(c == float("inf"), "inf")
         .when(c == float("-inf"), "-inf")
         .when(c == 0, F.when(c.cast("string").startswith("-"), "-0.0").otherwise("0.0"))
-        .otherwise(F.concat(sign, F.when((e >= -4) & (e < 16), fixed).otherwise(scientific)))
+        .otherwise(F.transform(F.array(sci), parts)[0])
     )
+
+
+def _bound(value: Column, body: Any) -> Column:
+    """``body(value)`` with ``value`` evaluated once (bound by a lambda), which keeps a
+    large expression that uses it several times small."""
+    from pyspark.sql import functions as F
+
+    return F.transform(F.array(value), body)[0]
+
+
+def _float32_digits(c: Column, candidates: list[Column]) -> Column:
+    """The first of ``candidates`` (``%.ke`` texts of float ``c``, k = 0, 1...) that
+    DuckDB would write: it reads back as ``c`` strictly (a text halfway between two
+    floats is not taken), and DuckDB writes a float whose exact value lies halfway
+    between two shortest texts in full (199525.625, not 199525.62)."""
+    from pyspark.sql import functions as F
+
+    size = F.abs(c).cast("double")
+
+    def power_of(guess: Column) -> Column:
+        return F.greatest(
+            F.when(F.pow(F.lit(2.0), guess) > size, guess - 1)
+            .when(F.pow(F.lit(2.0), guess + 1) <= size, guess + 1)
+            .otherwise(guess),
+            F.lit(-126),
+        )
+
+    power = _bound(F.greatest(F.floor(F.log2(size)), F.lit(-126)).cast("int"), power_of)
+
+    def spacing(p: Column) -> Column:
+        half = F.pow(F.lit(2.0), p - 24)
+        lower = F.when((F.pow(F.lit(2.0), p) == size) & (p > -126), half / 2).otherwise(half)
+        exact = F.regexp_extract(c.cast("double").cast("string"), r"^-?([0-9.]+)", 1)
+        exact = F.regexp_replace(F.regexp_replace(exact, r"\.", ""), "^0+|0+$", "")
+        return F.struct(half.alias("h"), lower.alias("l"), exact.alias("x"))
+
+    def choose(q: Column) -> Column:
+        tied = F.endswith(q["x"], F.lit("5"))
+        found = []
+        for k, text in enumerate(candidates):
+            away = (text.try_cast("double") - c.cast("double")) * F.signum(c)
+            inside = ((away >= 0) & (away < q["h"])) | ((away < 0) & (-away < q["l"]))
+            found.append(F.when(inside & ~(tied & (F.length(q["x"]) == k + 2)), text))
+        return F.coalesce(*found)
+
+    return _bound(_bound(power, spacing), choose)
 
 
 def _bytes_text(c: Column) -> Column:
@@ -528,6 +586,27 @@ class _Item:
     count: Column | None = None
 
 
+def _read_as(raw: Column, kind: DataType, type_: LogicalType) -> Column:
+    """A drifted column's value read as ``type_``, as DuckDB's ``TRY_CAST`` reads it: to
+    an integer, a float rounds half to even, a decimal or a text (``'2.5'``, ``'1e3'``,
+    ``'1_000'``) half away from zero; null where it cannot be read."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    target = spark_type(type_)
+    if type_.family != "integer":
+        return raw.try_cast(target)
+    if isinstance(kind, T.StringType):
+        text = F.regexp_replace(raw, r"(?<=[0-9])_(?=[0-9])", "")
+        rounded = F.round(text.try_cast("decimal(38,10)"), 0)
+        return F.coalesce(text.try_cast(target), rounded.try_cast(target))
+    if isinstance(kind, T.FloatType | T.DoubleType):
+        return F.bround(raw, 0).try_cast(target)
+    if isinstance(kind, T.DecimalType):
+        return F.round(raw, 0).try_cast(target)
+    return raw.try_cast(target)
+
+
 def _spark_arrow(kind: DataType) -> pa.DataType:
     from pyspark.sql.pandas.types import to_arrow_type
 
@@ -649,7 +728,7 @@ def check_frame(
         elif issue.kind == "type_drift":
             raw = F.col(source[name])
             nested = isinstance(kinds[name], T.ArrayType | T.StructType | T.MapType)
-            read = F.lit(None) if nested else raw.try_cast(spark_type(type_))
+            read = F.lit(None) if nested else _read_as(raw, kinds[name], type_)
             declared.append(read.cast(spark_type(type_)).alias(name))
         else:
             declared.append(F.lit(None).cast(spark_type(type_)).alias(name))
@@ -760,7 +839,7 @@ def check_frame(
     # One pass: rows, nulls for expectations, rows per rule.
     flags = [f"__dp_f{i}" for i in range(len(items))]
     counted = b.select(
-        *[F.col(c) for c in b.columns],
+        *[F.col(quote(c)) for c in b.columns],
         *[it.flag.alias(f) for it, f in zip(items, flags, strict=True)],
     )
     shares = [
