@@ -21,15 +21,23 @@ engine's does. :func:`spark_problems` / :func:`ensure_translates` check that eve
 of a contract translates (against an empty frame of the declared columns) before data
 flows; :func:`spark_expression` translates one DuckDB boolean expression.
 
-Where Spark differs from DuckDB (measured and tested; the rest is identical):
+Values are written as DuckDB writes them, with Spark expressions: floats with the
+shortest digits that read back and Python-style exponents (and DuckDB's full text for a
+float32 halfway between two shortest texts; Java's own float text is not shortest),
+timestamps with ``+00``, bytes as ``\\xHH``, ``row(...)`` with DuckDB's quoting.
+
+Where Spark differs from DuckDB (tested as documented; the rest is identical):
 
 * Schema issues are judged on the frame's Spark types, read as Arrow types: Spark has
   no unsigned, view, large, dictionary or zoned timestamp types (``uint64`` data is
   ``decimal(20,0)``, a ``timestamp[s, tz=Europe/Paris]`` column is ``timestamp[us,
   tz=UTC]``), so a drift message may name another type than DuckDB's would.
-* Under type drift values are read with Spark's ``try_cast``, whose text parsing differs
-  from DuckDB's ``TRY_CAST`` at the edges (``'2020-01-01 10:00'`` is a date for Spark,
-  ``'t'``/``'yes'`` booleans, ``'\\x41'`` text as bytes); ISO forms and numbers agree.
+* Under type drift values are read with Spark's ``try_cast``, rounding to integers as
+  DuckDB does (floats half to even; decimals and texts such as ``'2.5'``, ``'1e3'``,
+  ``'1_000'`` half away from zero); other text parsing differs from DuckDB's
+  ``TRY_CAST`` at the edges (``'0x10'`` is no integer for Spark, ``'2020-01-01 10:00'``
+  is a date, ``'yes'`` a boolean, ``'\\x41'`` text as bytes is four bytes). ISO times,
+  plain numbers and the tested forms agree.
 * A ``json`` column's text is checked with ``try_parse_json``, stricter than DuckDB's
   ``json_valid`` (which takes ``NaN``, ``[1,]`` and duplicate keys).
 * ``pattern`` runs on Java regular expressions: the RE2 pattern is translated
@@ -41,8 +49,8 @@ Where Spark differs from DuckDB (measured and tested; the rest is identical):
   decimal, ``LIKE`` treats ``\\`` as an escape. When a rule fails on a value the batch is
   rejected as by DuckDB, but the message after "a rule could not run on the batch: " is
   Spark's.
-* Values of nested columns (lists, structs, maps) shown under type drift are Spark's
-  text (``{1, a}``), not DuckDB's (``{'a': 1, 'b': a}``); dates and timestamps before
+* Values of structs and maps shown under type drift are Spark's text (``{1, a}``), not
+  DuckDB's (``{'a': 1, 'b': a}``); lists of numbers agree. Dates and timestamps before
   year 1 show Spark's text.
 """
 
