@@ -21,15 +21,23 @@ engine's does. :func:`spark_problems` / :func:`ensure_translates` check that eve
 of a contract translates (against an empty frame of the declared columns) before data
 flows; :func:`spark_expression` translates one DuckDB boolean expression.
 
-Where Spark differs from DuckDB (measured and tested; the rest is identical):
+Values are written as DuckDB writes them, with Spark expressions: floats with the
+shortest digits that read back and Python-style exponents (and DuckDB's full text for a
+float32 halfway between two shortest texts; Java's own float text is not shortest),
+timestamps with ``+00``, bytes as ``\\xHH``, ``row(...)`` with DuckDB's quoting.
+
+Where Spark differs from DuckDB (tested as documented; the rest is identical):
 
 * Schema issues are judged on the frame's Spark types, read as Arrow types: Spark has
   no unsigned, view, large, dictionary or zoned timestamp types (``uint64`` data is
   ``decimal(20,0)``, a ``timestamp[s, tz=Europe/Paris]`` column is ``timestamp[us,
   tz=UTC]``), so a drift message may name another type than DuckDB's would.
-* Under type drift values are read with Spark's ``try_cast``, whose text parsing differs
-  from DuckDB's ``TRY_CAST`` at the edges (``'2020-01-01 10:00'`` is a date for Spark,
-  ``'t'``/``'yes'`` booleans, ``'\\x41'`` text as bytes); ISO forms and numbers agree.
+* Under type drift values are read with Spark's ``try_cast``, rounding to integers as
+  DuckDB does (floats half to even; decimals and texts such as ``'2.5'``, ``'1e3'``,
+  ``'1_000'`` half away from zero); other text parsing differs from DuckDB's
+  ``TRY_CAST`` at the edges (``'0x10'`` is no integer for Spark, ``'2020-01-01 10:00'``
+  is a date, ``'yes'`` a boolean, ``'\\x41'`` text as bytes is four bytes). ISO times,
+  plain numbers and the tested forms agree.
 * A ``json`` column's text is checked with ``try_parse_json``, stricter than DuckDB's
   ``json_valid`` (which takes ``NaN``, ``[1,]`` and duplicate keys).
 * ``pattern`` runs on Java regular expressions: the RE2 pattern is translated
@@ -41,8 +49,8 @@ Where Spark differs from DuckDB (measured and tested; the rest is identical):
   decimal, ``LIKE`` treats ``\\`` as an escape. When a rule fails on a value the batch is
   rejected as by DuckDB, but the message after "a rule could not run on the batch: " is
   Spark's.
-* Values of nested columns (lists, structs, maps) shown under type drift are Spark's
-  text (``{1, a}``), not DuckDB's (``{'a': 1, 'b': a}``); dates and timestamps before
+* Values of structs and maps shown under type drift are Spark's text (``{1, a}``), not
+  DuckDB's (``{'a': 1, 'b': a}``); lists of numbers agree. Dates and timestamps before
   year 1 show Spark's text.
 """
 
@@ -370,38 +378,96 @@ def _float_text(c: Column, bits: int) -> Column:
 
     kind = "double" if bits == 64 else "float"
     candidates = [F.format_string(f"%.{k}e", c) for k in range(17 if bits == 64 else 9)]
-    sci = F.coalesce(*[F.when(text.try_cast(kind) == c, text) for text in candidates])
-    digits = F.regexp_replace(
-        F.regexp_replace(F.regexp_extract(sci, r"^-?([0-9.]+)e", 1), r"\.", ""), "0+$", ""
-    )
-    e = F.regexp_extract(sci, r"e([+-][0-9]+)$", 1).cast("int")
-    length = F.length(digits)
-    fixed = (
-        F.when(e < 0, F.concat(F.lit("0."), F.repeat(F.lit("0"), -e - 1), digits))
-        .when(
-            e + 1 >= length,
-            F.concat(digits, F.repeat(F.lit("0"), e + 1 - length), F.lit(".0")),
+    if bits == 64:
+        sci = F.coalesce(*[F.when(text.try_cast(kind) == c, text) for text in candidates])
+    else:
+        sci = _float32_digits(c, candidates)
+
+    def python(digits: Column, e: Column) -> Column:
+        length = F.length(digits)
+        fixed = (
+            F.when(e < 0, F.concat(F.lit("0."), F.repeat(F.lit("0"), -e - 1), digits))
+            .when(
+                e + 1 >= length,
+                F.concat(digits, F.repeat(F.lit("0"), e + 1 - length), F.lit(".0")),
+            )
+            .otherwise(
+                F.concat(digits.substr(F.lit(1), e + 1), F.lit("."), digits.substr(e + 2, length))
+            )
         )
-        .otherwise(
-            F.concat(digits.substr(F.lit(1), e + 1), F.lit("."), digits.substr(e + 2, length))
+        exponent = F.abs(e).cast("string")
+        scientific = F.concat(
+            digits.substr(1, 1),
+            F.when(length > 1, F.concat(F.lit("."), digits.substr(F.lit(2), length))).otherwise(""),
+            F.lit("e"),
+            F.when(e < 0, "-").otherwise("+"),
+            F.when(F.abs(e) < 10, F.concat(F.lit("0"), exponent)).otherwise(exponent),
         )
-    )
-    scientific = F.concat(
-        digits.substr(1, 1),
-        F.when(length > 1, F.concat(F.lit("."), digits.substr(F.lit(2), length))).otherwise(""),
-        F.lit("e"),
-        F.when(e < 0, "-").otherwise("+"),
-        F.lpad(F.abs(e).cast("string"), 2, "0"),
-    )
-    sign = F.when(c < 0, "-").otherwise("")
+        sign = F.when(c < 0, "-").otherwise("")
+        return F.concat(sign, F.when((e >= -4) & (e < 16), fixed).otherwise(scientific))
+
+    def parts(text: Column) -> Column:
+        mantissa = F.regexp_extract(text, r"^-?([0-9.]+)e", 1)
+        digits = F.regexp_replace(F.regexp_replace(mantissa, r"\.", ""), "0+$", "")
+        e = F.regexp_extract(text, r"e([+-][0-9]+)$", 1).cast("int")
+        # Each part once (a lambda binds it): the expression stays small.
+        pair = F.array(F.struct(digits.alias("d"), e.alias("e")))
+        return F.transform(pair, lambda p: python(p["d"], p["e"]))[0]
+
     return (
         F.when(c.isNull(), F.lit(None).cast("string"))
         .when(F.isnan(c), "nan")
         .when(c == float("inf"), "inf")
         .when(c == float("-inf"), "-inf")
         .when(c == 0, F.when(c.cast("string").startswith("-"), "-0.0").otherwise("0.0"))
-        .otherwise(F.concat(sign, F.when((e >= -4) & (e < 16), fixed).otherwise(scientific)))
+        .otherwise(F.transform(F.array(sci), parts)[0])
     )
+
+
+def _bound(value: Column, body: Any) -> Column:
+    """``body(value)`` with ``value`` evaluated once (bound by a lambda), which keeps a
+    large expression that uses it several times small."""
+    from pyspark.sql import functions as F
+
+    return F.transform(F.array(value), body)[0]
+
+
+def _float32_digits(c: Column, candidates: list[Column]) -> Column:
+    """The first of ``candidates`` (``%.ke`` texts of float ``c``, k = 0, 1...) that
+    DuckDB would write: it reads back as ``c`` strictly (a text halfway between two
+    floats is not taken), and DuckDB writes a float whose exact value lies halfway
+    between two shortest texts in full (199525.625, not 199525.62)."""
+    from pyspark.sql import functions as F
+
+    size = F.abs(c).cast("double")
+
+    def power_of(guess: Column) -> Column:
+        return F.greatest(
+            F.when(F.pow(F.lit(2.0), guess) > size, guess - 1)
+            .when(F.pow(F.lit(2.0), guess + 1) <= size, guess + 1)
+            .otherwise(guess),
+            F.lit(-126),
+        )
+
+    power = _bound(F.greatest(F.floor(F.log2(size)), F.lit(-126)).cast("int"), power_of)
+
+    def spacing(p: Column) -> Column:
+        half = F.pow(F.lit(2.0), p - 24)
+        lower = F.when((F.pow(F.lit(2.0), p) == size) & (p > -126), half / 2).otherwise(half)
+        exact = F.regexp_extract(c.cast("double").cast("string"), r"^-?([0-9.]+)", 1)
+        exact = F.regexp_replace(F.regexp_replace(exact, r"\.", ""), "^0+|0+$", "")
+        return F.struct(half.alias("h"), lower.alias("l"), exact.alias("x"))
+
+    def choose(q: Column) -> Column:
+        tied = F.endswith(q["x"], F.lit("5"))
+        found = []
+        for k, text in enumerate(candidates):
+            away = (text.try_cast("double") - c.cast("double")) * F.signum(c)
+            inside = ((away >= 0) & (away < q["h"])) | ((away < 0) & (-away < q["l"]))
+            found.append(F.when(inside & ~(tied & (F.length(q["x"]) == k + 2)), text))
+        return F.coalesce(*found)
+
+    return _bound(_bound(power, spacing), choose)
 
 
 def _bytes_text(c: Column) -> Column:
@@ -528,6 +594,27 @@ class _Item:
     count: Column | None = None
 
 
+def _read_as(raw: Column, kind: DataType, type_: LogicalType) -> Column:
+    """A drifted column's value read as ``type_``, as DuckDB's ``TRY_CAST`` reads it: to
+    an integer, a float rounds half to even, a decimal or a text (``'2.5'``, ``'1e3'``,
+    ``'1_000'``) half away from zero; null where it cannot be read."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    target = spark_type(type_)
+    if type_.family != "integer":
+        return raw.try_cast(target)
+    if isinstance(kind, T.StringType):
+        text = F.regexp_replace(raw, r"(?<=[0-9])_(?=[0-9])", "")
+        rounded = F.round(text.try_cast("decimal(38,10)"), 0)
+        return F.coalesce(text.try_cast(target), rounded.try_cast(target))
+    if isinstance(kind, T.FloatType | T.DoubleType):
+        return F.bround(raw, 0).try_cast(target)
+    if isinstance(kind, T.DecimalType):
+        return F.round(raw, 0).try_cast(target)
+    return raw.try_cast(target)
+
+
 def _spark_arrow(kind: DataType) -> pa.DataType:
     from pyspark.sql.pandas.types import to_arrow_type
 
@@ -649,7 +736,7 @@ def check_frame(
         elif issue.kind == "type_drift":
             raw = F.col(source[name])
             nested = isinstance(kinds[name], T.ArrayType | T.StructType | T.MapType)
-            read = F.lit(None) if nested else raw.try_cast(spark_type(type_))
+            read = F.lit(None) if nested else _read_as(raw, kinds[name], type_)
             declared.append(read.cast(spark_type(type_)).alias(name))
         else:
             declared.append(F.lit(None).cast(spark_type(type_)).alias(name))
@@ -760,7 +847,7 @@ def check_frame(
     # One pass: rows, nulls for expectations, rows per rule.
     flags = [f"__dp_f{i}" for i in range(len(items))]
     counted = b.select(
-        *[F.col(c) for c in b.columns],
+        *[F.col(quote(c)) for c in b.columns],
         *[it.flag.alias(f) for it, f in zip(items, flags, strict=True)],
     )
     shares = [
