@@ -521,3 +521,135 @@ def test_run_builtin_is_lazy(spark: SparkSession) -> None:
         out = run_builtin(_step(raw), frame, ())
         frame = out.frame
     assert set(tracker.getJobIdsForGroup(None)) == before
+
+
+def same_or_error(
+    spark: SparkSession, raw: dict[str, Any], columns: dict[str, Any], key: tuple[str, ...] = ()
+) -> None:
+    """Both engines give the same rows, or both refuse the batch with the same message."""
+    try:
+        arrow_engine.run_builtin(_step(raw), _with_row(columns), key)
+    except StepError:
+        same_error(spark, raw, columns, key)
+    else:
+        same(spark, raw, columns, key)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"trim": ["a", "nope"]},
+        {"parse_dates": {"b": "%Y", "a b": "%Y"}},
+        {"cast": {"A": "int32"}},
+        {"fill_null": {"a`": 1}},
+        {"drop_null": ["a.c"]},
+        {"rename": {"x": "y"}},
+        {"dedupe": {"key": ["a", "zz"]}},
+        {"drop": [ROW]},
+    ],
+)
+def test_missing_columns_name_the_closest(spark: SparkSession, raw: dict[str, Any]) -> None:
+    message = same_error(spark, raw, {"a": ["1"], "b": ["2"], "a.b": ["3"]})
+    assert message.startswith("no column `")
+
+
+@pytest.mark.parametrize(
+    ("value", "column"),
+    [
+        (True, pa.array([None, 1], pa.int64())),
+        ("2024-01-01", pa.array([None, dt.date(2020, 1, 1)])),
+        (dt.datetime(2024, 1, 1, 10), pa.array([None, dt.date(2020, 1, 1)])),
+        (dt.date(2024, 1, 1), pa.array([None, dt.datetime(2020, 1, 1)], pa.timestamp("us"))),
+        (3, pa.array([None, 1.5], pa.float64())),
+        ("1.255", pa.array([None, Decimal("1.10")], pa.decimal128(5, 2))),
+        (1.5, pa.array([None, Decimal("1.10")], pa.decimal128(5, 2))),
+        ("x", pa.array([None, True])),
+        ("bytes", pa.array([None, b"\x00"])),
+        (7, pa.array([None, "seven"])),
+    ],
+)
+def test_fill_null_values_cast_like_arrow(
+    spark: SparkSession, value: Any, column: pa.Array
+) -> None:
+    same_or_error(spark, {"fill_null": {"c": value}}, {"c": column})
+
+
+def test_more_casts(spark: SparkSession) -> None:
+    floats32 = pa.array([1.5, 0.1, 3.4e38, 2.0, None, float("nan")], pa.float32())
+    same(
+        spark,
+        {
+            "cast": {
+                "f32": "int8",
+                "s": "bytes",
+                "j": "json",
+                "b": "int16",
+                "i": "boolean",
+                "d": "float",
+                "dec": "decimal(3,1)",
+            }
+        },
+        {
+            "f32": floats32,
+            "s": ["a", "é", "", None, "\x00", "x"],
+            "j": ['{"a": 1}', "[]", None, "x", "", "1"],
+            "b": [True, False, None, True, True, False],
+            "i": pa.array([0, 1, -5, None, 2, 0], pa.int32()),
+            "d": [1e39, 0.1, -1e-50, None, 1.0, 16777217.0],
+            "dec": pa.array([Decimal(x) for x in ["1.25", "-1.25", "99.95", "0.04", "1", "-0"]]),
+        },
+    )
+
+
+def test_empty_batches(spark: SparkSession) -> None:
+    empty = {"s": pa.array([], pa.string()), "n": pa.array([], pa.int64())}
+    for raw in [
+        {"cast": {"s": "int32", "n": "string"}},
+        {"parse_dates": {"s": "%Y-%m-%d"}},
+        {"titlecase": "s"},
+        {"dedupe": {"key": "n", "newest_by": "s"}},
+    ]:
+        rows, failures = same(spark, raw, empty)
+        assert rows == failures == []
+
+
+def test_names_with_backquotes_dots_and_spaces(spark: SparkSession) -> None:
+    columns = {"a.b `c`": ["1", "1", "x"], "d e": [" 2020-01-01", "2020-01-02", "x"]}
+    same(spark, {"cast": {"a.b `c`": "int64"}}, columns)
+    same(spark, {"parse_dates": {"d e": "%Y-%m-%d"}}, columns)
+    same(spark, {"dedupe": {"key": "a.b `c`", "newest_by": "d e"}}, columns)
+
+
+# ---- documented differences ----------------------------------------------------------
+
+
+def test_duckdb_special_date_words_fail_the_row_in_spark(spark: SparkSession) -> None:
+    """DuckDB reads `epoch` (and `infinity`, BC dates); the Spark engine fails those rows."""
+    step = _step({"cast": {"d": "date"}})
+    table = _with_row({"d": ["epoch", "2024-01-01"]})
+    arrow_rows, arrow_failures, _, _ = _arrow(step, table, ())
+    rows, failures, _, _ = _spark(spark, step, table, ())
+    assert arrow_failures == []
+    assert arrow_rows[0] == b'{"d":"1970-01-01","__dp_row":0}'
+    assert failures == [(0, "d", "epoch", "cannot be cast to date")]
+    assert rows == [b'{"d":"2024-01-01","__dp_row":1}']
+
+
+def test_dedupe_later_row_is_the_greater_lineage(spark: SparkSession) -> None:
+    """A frame has no row positions: among equals, the row with the greater __dp_row stays
+    (the Arrow engine keeps the later position; the same after built-in steps)."""
+    from dataplump.engine.spark.builtin import run_builtin
+
+    table = pa.table({"k": [1, 1], ROW: pa.array([5, 2], pa.int64())})
+    out = run_builtin(_step({"dedupe": {"key": "k"}}), _frame(spark, table), ())
+    assert out.frame.toArrow()[ROW].to_pylist() == [5]
+    arrow_out = arrow_engine.run_builtin(_step({"dedupe": {"key": "k"}}), table, ())
+    assert arrow_out.table[ROW].to_pylist() == [2]
+
+
+def test_casts_spark_does_not_do_raise(spark: SparkSession) -> None:
+    from dataplump.engine.spark.builtin import run_builtin
+
+    frame = _frame(spark, _with_row({"d": pa.array([dt.date(2024, 1, 1)])}))
+    with pytest.raises(StepError, match="cannot cast date32"):
+        run_builtin(_step({"cast": {"d": "int32"}}), frame, ())
