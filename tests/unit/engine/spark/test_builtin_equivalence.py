@@ -602,15 +602,17 @@ def test_more_casts(spark: SparkSession) -> None:
 
 
 def test_empty_batches(spark: SparkSession) -> None:
-    empty = {"s": pa.array([], pa.string()), "n": pa.array([], pa.int64())}
-    for raw in [
+    empty: dict[str, Any] = {"s": pa.array([], pa.string()), "n": pa.array([], pa.int64())}
+    steps: list[dict[str, Any]] = [
         {"cast": {"s": "int32", "n": "string"}},
         {"parse_dates": {"s": "%Y-%m-%d"}},
         {"titlecase": "s"},
         {"dedupe": {"key": "n", "newest_by": "s"}},
-    ]:
+    ]
+    for raw in steps:
         rows, failures = same(spark, raw, empty)
-        assert rows == failures == []
+        assert rows == []
+        assert failures == []
 
 
 def test_names_with_backquotes_dots_and_spaces(spark: SparkSession) -> None:
