@@ -10,6 +10,7 @@ lineage column) and compares the rows that go on (as the Kafka bytes of
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -655,3 +656,99 @@ def test_casts_spark_does_not_do_raise(spark: SparkSession) -> None:
     frame = _frame(spark, _with_row({"d": pa.array([dt.date(2024, 1, 1)])}))
     with pytest.raises(StepError, match="cannot cast date32"):
         run_builtin(_step({"cast": {"d": "int32"}}), frame, ())
+
+
+# ---- seeded fuzzing: many random values at once ----------------------------------------
+
+
+def _random_texts(seed: int, count: int) -> list[str | None]:
+    """Strings of random code points, weighted to letters, marks and whitespace."""
+    rng = np.random.default_rng(seed)
+    pools = [
+        list(range(0x20, 0x7F)),
+        [0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1F, 0x85, 0xA0, 0x1680, 0x2007, 0x200B, 0x2028],
+        [0x300, 0x301, 0x308, 0x327, 0x345, 0x1AB0, 0x20DD],
+        list(range(0xC0, 0x250)) + list(range(0x370, 0x530)) + list(range(0x1E00, 0x2000)),
+        list(range(0x2160, 0x2190)) + list(range(0x24B6, 0x24EA)) + list(range(0xFB00, 0xFB07)),
+        list(range(0x10400, 0x10450)) + list(range(0x1E900, 0x1E944)) + [0x1F600, 0x130, 0x131],
+    ]
+    texts: list[str | None] = []
+    for _ in range(count):
+        length = int(rng.integers(0, 12))
+        chars = [
+            chr(int(rng.choice(pools[int(rng.integers(0, len(pools)))]))) for _ in range(length)
+        ]
+        texts.append("".join(chars) if rng.random() > 0.02 else None)
+    return texts
+
+
+@pytest.mark.parametrize("kind", ["trim", "lowercase", "uppercase", "titlecase"])
+def test_text_steps_fuzzed(spark: SparkSession, kind: str) -> None:
+    same(spark, {kind: "t"}, {"t": _random_texts(7, 3000)})
+
+
+def _random_dates(
+    seed: int, count: int, template: str, spaced: str = "YmdHMSzf", ends: str = " x\t"
+) -> list[str | None]:
+    """Variants of dates: dropped padding, extra spaces (before the fields of ``spaced``),
+    signs, out-of-range fields, a character of ``ends`` at the end."""
+    rng = np.random.default_rng(seed)
+    values: list[str | None] = []
+    for _ in range(count):
+        fields = {
+            "Y": str(int(rng.choice([2024, 1999, 2000, 0, 9999, 20240, 99, 1900]))),
+            "m": str(int(rng.integers(0, 14))),
+            "d": str(int(rng.integers(0, 33))),
+            "H": str(int(rng.integers(0, 26))),
+            "M": str(int(rng.integers(0, 61))),
+            "S": str(int(rng.integers(0, 62))),
+            "z": str(rng.choice(["+02:00", "-0130", "Z", "+2400", "+02", " +05:30", "+0000"])),
+            "f": str(rng.choice(["", ".5", ".123456", ".1234567", ".", ".000001"])),
+        }
+        text = template
+        for key, value in fields.items():
+            if key in "mdHMS" and rng.random() < 0.7:
+                value = value.zfill(2)
+            if key in spaced and rng.random() < 0.05:
+                value = " " + value
+            text = text.replace(f"<{key}>", value)
+        if rng.random() < 0.05:
+            text = text + str(rng.choice(list(ends)))
+        if rng.random() < 0.05:
+            text = str(rng.choice([" ", "+", "\u00a0"])) + text
+        values.append(text if rng.random() > 0.02 else None)
+    return values
+
+
+@pytest.mark.parametrize(
+    ("fmt", "template"),
+    [
+        ("%d/%m/%Y", "<d>/<m>/<Y>"),
+        ("%Y-%m-%d %H:%M:%S", "<Y>-<m>-<d> <H>:<M>:<S>"),
+        ("%Y-%m-%dT%H:%M:%S%.f%z", "<Y>-<m>-<d>T<H>:<M>:<S><f><z>"),
+        ("%d.%m.%y %H:%M", "<d>.<m>.<Y> <H>:<M>"),
+    ],
+)
+def test_parse_dates_fuzzed(spark: SparkSession, fmt: str, template: str) -> None:
+    same(spark, {"parse_dates": {"v": fmt}}, {"v": _random_dates(11, 2000, template)})
+
+
+def test_cast_text_fuzzed(spark: SparkSession) -> None:
+    rng = np.random.default_rng(5)
+    alphabet = list("0123456789") * 3 + list(" .-+e_xE\t") + ["0x", "1_0", "Inf", "nan"]
+    numbers = ["".join(rng.choice(alphabet, int(rng.integers(1, 8)))) for _ in range(3000)]
+    # documented: DuckDB's integer reading of `50E1.` and of a zero with a huge exponent
+    quirk = re.compile(r"[eE][+-]?[0-9]*\.|[eE][+-]?[0-9]{3,}")
+    numbers = [n for n in numbers if not quirk.search(n)]
+    # DuckDB's quirks with spaces inside a time or text after it are documented, not fuzzed
+    stamps = _random_dates(13, 3000, "<Y>-<m>-<d> <H>:<M>:<S><f>", spaced="Y", ends=" ")
+    same(
+        spark,
+        {"cast": {"i": "int16", "l": "int64", "d": "decimal(6,2)", "f": "double"}},
+        {"i": numbers, "l": numbers, "d": numbers, "f": numbers},
+    )
+    same(
+        spark,
+        {"cast": {"d": "date", "t": "timestamp", "z": "timestamptz"}},
+        {"d": stamps, "t": stamps, "z": stamps},
+    )
