@@ -48,6 +48,13 @@ def _frame(spark: SparkSession, table: pa.Table) -> DataFrame:
     return spark.createDataFrame(table, schema=from_arrow_schema(table.schema))
 
 
+def _plain(type_: pa.DataType) -> pa.DataType:
+    """Arrow types up to string/large_string and binary/large_binary (one Spark type)."""
+    if pa.types.is_large_string(type_):
+        return pa.string()
+    return pa.binary() if pa.types.is_large_binary(type_) else type_
+
+
 def _encoded(table: pa.Table) -> list[bytes]:
     return encode_rows(table.sort_by(ROW)) if table.num_rows else []
 
@@ -98,6 +105,7 @@ def same(
     rows, failures, dropped, schema = _arrow(step, table, key)
     s_rows, s_failures, s_dropped, s_schema = _spark(spark, step, table, key)
     assert s_schema.names == schema.names
+    assert [_plain(t) for t in s_schema.types] == [_plain(t) for t in schema.types]
     assert s_failures == failures
     assert s_rows == rows
     assert s_dropped == dropped
