@@ -468,8 +468,14 @@ def _compile_format(fmt: str, name: str) -> _Format:
 def _parsed(values: Column, fmt: _Format, target: str) -> Column:
     from pyspark.sql import functions as F
 
+    # one match for all fields: the groups joined by U+0001 (no group can hold it), split
+    joined = F.regexp_replace(
+        values, fmt.pattern, "\u0001".join(f"${i}" for i in range(1, len(fmt.groups) + 1))
+    )
+    fields = F.split(joined, "\u0001")
+
     def part(field: str) -> Column:
-        return F.regexp_extract(values, fmt.pattern, fmt.groups[field])
+        return F.get(fields, fmt.groups[field] - 1)
 
     def number(field: str, default: int = 0) -> Column:
         if field not in fmt.groups:
