@@ -25,8 +25,9 @@ the step rebuilds the Arrow engine's semantics:
   Spark's ``try_cast``: text to integer goes through ``decimal(38,18)`` and rounds half
   away from zero, ``1_000`` and ``0x1f``/``0b101`` are read as DuckDB does, DuckDB's
   boolean words only (no trimming), DuckDB's date and timestamp text layouts
-  (``2024-5-1``, ``2024/05/01``, a ``T`` or space, ``24:00:00``, an offset that a
-  ``timestamp`` ignores and a ``timestamptz`` applies). Failure values are the Arrow
+  (``2024-5-1``, ``2024/05/01``, ``99-1-2`` as year 99, a ``T`` or spaces, ``24:00:00``,
+  an offset that a ``timestamp`` ignores and a ``timestamptz`` applies, no whitespace
+  after a bare date for timestamps, only spaces after a time). Failure values are the Arrow
   text of the value (``1e+20``, ``nan``, ``2024-05-01 10:00:00.000000``).
 - ``dedupe``: one row per key by a window over the key, ordered like the Arrow engine
   (nulls oldest, then NaN, then values; ties by the later row).
@@ -36,7 +37,12 @@ Known differences (documented, tested where they show):
 - ``dedupe`` takes "later row" to mean the greater ``__dp_row``: a Spark frame has no row
   position. After built-in steps the two are the same.
 - ``cast`` from text: DuckDB's special words (``epoch``, ``infinity``, ``BC`` dates, a
-  ``UTC`` suffix, negative years) and two-digit-year dates fail the row in Spark.
+  ``UTC`` suffix, negative years) fail the row in Spark; so do DuckDB's quirks with
+  spaces inside a time (``4:53: 01``, which DuckDB reads as ``04:53:00``) or text after
+  it (``11:12:53 x``), and its integer reading of ``50E1.`` or ``0E948``.
+- ``cast`` of text to an integer reads the number as ``decimal(38,18)`` first, so
+  digits past the 18th decimal are rounded before the rounding check (a value with more
+  than 20 digits before the point is out of every integer range anyway).
 - ``cast`` from a float of a value JDK 17's ``Double.toString`` does not print in its
   shortest form reports a failure value with more digits than Arrow's (rare).
 - ``parse_dates``: the directives ``%Y %m %d %e %H %M %S %y %f %.f %z %:z %b %B %h %T
@@ -462,8 +468,14 @@ def _compile_format(fmt: str, name: str) -> _Format:
 def _parsed(values: Column, fmt: _Format, target: str) -> Column:
     from pyspark.sql import functions as F
 
+    # one match for all fields: the groups joined by U+0001 (no group can hold it), split
+    joined = F.regexp_replace(
+        values, fmt.pattern, "\u0001".join(f"${i}" for i in range(1, len(fmt.groups) + 1))
+    )
+    fields = F.split(joined, "\u0001")
+
     def part(field: str) -> Column:
-        return F.regexp_extract(values, fmt.pattern, fmt.groups[field])
+        return F.get(fields, fmt.groups[field] - 1)
 
     def number(field: str, default: int = 0) -> Column:
         if field not in fmt.groups:
@@ -489,10 +501,13 @@ def _parsed(values: Column, fmt: _Format, target: str) -> Column:
         digits = F.substring(F.concat(F.substring(part("fraction"), 2, 6), F.lit("000000")), 1, 6)
         micros = F.when(part("fraction") == "", F.lit(0)).otherwise(digits.try_cast("int"))
         second = second + (micros / 1_000_000).cast("decimal(16,6)")
+    leap = second >= 60  # chrono's leap second: the next minute (as Polars stores it)
+    second = F.when(leap, second - 1).otherwise(second).cast("decimal(16,6)")
     stamp = F.try_make_timestamp_ntz(
-        year, month, number("day"), number("hour"), number("minute"), second.cast("decimal(16,6)")
+        year, month, number("day"), number("hour"), number("minute"), second
     )
-    stamp = F.when(matched, stamp)
+    stamp = F.when(leap, stamp + F.expr("INTERVAL 1 SECOND")).otherwise(stamp)
+    stamp = F.when(matched & (number("second") <= 60), stamp)
     if target == "date":
         return stamp.cast("date")
     if target == "timestamp" or "offset" not in fmt.groups:
@@ -618,22 +633,20 @@ def _float_text(values: Column) -> Column:
     )
 
 
-_DIGITS = "[0-9]+(?:_[0-9]+)*"
-_UNDERSCORES = rf"^[+-]?{_DIGITS}(?:\.{_DIGITS})?(?:[eE][+-]?{_DIGITS})?$"
-
-
 def _number_text(values: Column) -> Column:
-    """Text as DuckDB reads numbers: ``1_000`` is 1000."""
+    """Text as DuckDB reads numbers: an underscore between two digits is dropped."""
     from pyspark.sql import functions as F
 
-    readable = values.contains("_") & values.rlike(_UNDERSCORES)
-    return F.when(readable, F.regexp_replace(values, "_", "")).otherwise(values)
+    return F.when(
+        values.contains("_"), F.regexp_replace(values, "(?<=[0-9])_(?=[0-9])", "")
+    ).otherwise(values)
 
 
 def _radix(values: Column) -> Column:
     """DuckDB's ``0x1f`` and ``0b101`` integers (as decimal(38,0)), null for other text."""
     from pyspark.sql import functions as F
 
+    values = F.trim(_number_text(values), F.lit(" \t\n\r"))
     hex_ = F.conv(F.substring(values, 3, _MAX_INT), 16, 10)
     bin_ = F.conv(F.substring(values, 3, _MAX_INT), 2, 10)
     return (
@@ -643,8 +656,8 @@ def _radix(values: Column) -> Column:
     )
 
 
-_DATE = r"([0-9]{4,})([-/])([0-9]{1,2})\2([0-9]{1,2})"
-_TIME = r"(?:[T ]([0-9]{1,2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?)"
+_DATE = r"([0-9]{1,9})([-/])([0-9]{1,2})\2([0-9]{1,2})"
+_TIME = r"(?:(?:T| +)([0-9]{1,2}):([0-9]{1,2})(?::([0-9]{1,2})(?:\.([0-9]*))?)?)"
 _OFFSET = r"(Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
 _STAMP = rf"^[ \t\n\r]*{_DATE}{_TIME}?{_OFFSET}[ \t\n\r]*$"
 
@@ -672,6 +685,9 @@ def _duckdb_stamp(values: Column, family: str) -> Column:
         F.when(second < 60, seconds),
     )
     stamp = F.when(midnight, stamp + F.expr("INTERVAL 1 DAY")).otherwise(stamp)
+    # DuckDB: only spaces may follow a time of day
+    timed_tail = (part(5) != "") & values.rlike("[\t\n\r][ \t\n\r]*$")
+    stamp = F.when(~timed_tail, stamp)
     if family == "date":  # the time of day must be valid but does not count
         zero = F.lit(0)
         day = F.try_make_timestamp_ntz(
@@ -712,11 +728,11 @@ def _cast_column(values: Column, source: DataType, type_: LogicalType) -> tuple[
                 cast = F.round(number, 0).try_cast(target)
                 radix = _radix(values).isNotNull()
                 lossy = F.when(radix, F.lit(False)).otherwise(
-                    values.try_cast("double") != cast.cast("double")
+                    text.try_cast("double") != cast.cast("double")
                 )
             else:
                 cast = text.try_cast(target)
-                lossy = values.try_cast("double") != cast.cast("double")
+                lossy = text.try_cast("double") != cast.cast("double")
         elif isinstance(source, T.FloatType | T.DoubleType):
             finite = ~F.isnan(values) & (F.abs(values) != float("inf"))
             rounded = F.round(values, 0) if family == "integer" else values

@@ -10,6 +10,7 @@ lineage column) and compares the rows that go on (as the Kafka bytes of
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,13 @@ def _frame(spark: SparkSession, table: pa.Table) -> DataFrame:
     from pyspark.sql.pandas.types import from_arrow_schema
 
     return spark.createDataFrame(table, schema=from_arrow_schema(table.schema))
+
+
+def _plain(type_: pa.DataType) -> pa.DataType:
+    """Arrow types up to string/large_string and binary/large_binary (one Spark type)."""
+    if pa.types.is_large_string(type_):
+        return pa.string()
+    return pa.binary() if pa.types.is_large_binary(type_) else type_
 
 
 def _encoded(table: pa.Table) -> list[bytes]:
@@ -97,6 +105,7 @@ def same(
     rows, failures, dropped, schema = _arrow(step, table, key)
     s_rows, s_failures, s_dropped, s_schema = _spark(spark, step, table, key)
     assert s_schema.names == schema.names
+    assert [_plain(t) for t in s_schema.types] == [_plain(t) for t in schema.types]
     assert s_failures == failures
     assert s_rows == rows
     assert s_dropped == dropped
@@ -521,3 +530,233 @@ def test_run_builtin_is_lazy(spark: SparkSession) -> None:
         out = run_builtin(_step(raw), frame, ())
         frame = out.frame
     assert set(tracker.getJobIdsForGroup(None)) == before
+
+
+def same_or_error(
+    spark: SparkSession, raw: dict[str, Any], columns: dict[str, Any], key: tuple[str, ...] = ()
+) -> None:
+    """Both engines give the same rows, or both refuse the batch with the same message."""
+    try:
+        arrow_engine.run_builtin(_step(raw), _with_row(columns), key)
+    except StepError:
+        same_error(spark, raw, columns, key)
+    else:
+        same(spark, raw, columns, key)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"trim": ["a", "nope"]},
+        {"parse_dates": {"b": "%Y", "a b": "%Y"}},
+        {"cast": {"A": "int32"}},
+        {"fill_null": {"a`": 1}},
+        {"drop_null": ["a.c"]},
+        {"rename": {"x": "y"}},
+        {"dedupe": {"key": ["a", "zz"]}},
+        {"drop": [ROW]},
+    ],
+)
+def test_missing_columns_name_the_closest(spark: SparkSession, raw: dict[str, Any]) -> None:
+    message = same_error(spark, raw, {"a": ["1"], "b": ["2"], "a.b": ["3"]})
+    assert message.startswith("no column `")
+
+
+@pytest.mark.parametrize(
+    ("value", "column"),
+    [
+        (True, pa.array([None, 1], pa.int64())),
+        ("2024-01-01", pa.array([None, dt.date(2020, 1, 1)])),
+        (dt.datetime(2024, 1, 1, 10), pa.array([None, dt.date(2020, 1, 1)])),
+        (dt.date(2024, 1, 1), pa.array([None, dt.datetime(2020, 1, 1)], pa.timestamp("us"))),
+        (3, pa.array([None, 1.5], pa.float64())),
+        ("1.255", pa.array([None, Decimal("1.10")], pa.decimal128(5, 2))),
+        (1.5, pa.array([None, Decimal("1.10")], pa.decimal128(5, 2))),
+        ("x", pa.array([None, True])),
+        ("bytes", pa.array([None, b"\x00"])),
+        (7, pa.array([None, "seven"])),
+    ],
+)
+def test_fill_null_values_cast_like_arrow(
+    spark: SparkSession, value: Any, column: pa.Array
+) -> None:
+    same_or_error(spark, {"fill_null": {"c": value}}, {"c": column})
+
+
+def test_more_casts(spark: SparkSession) -> None:
+    floats32 = pa.array([1.5, 0.1, 3.4e38, 2.0, None, float("nan")], pa.float32())
+    same(
+        spark,
+        {
+            "cast": {
+                "f32": "int8",
+                "s": "bytes",
+                "j": "json",
+                "b": "int16",
+                "i": "boolean",
+                "d": "float",
+                "dec": "decimal(3,1)",
+            }
+        },
+        {
+            "f32": floats32,
+            "s": ["a", "é", "", None, "\x00", "x"],
+            "j": ['{"a": 1}', "[]", None, "x", "", "1"],
+            "b": [True, False, None, True, True, False],
+            "i": pa.array([0, 1, -5, None, 2, 0], pa.int32()),
+            "d": [1e39, 0.1, -1e-50, None, 1.0, 16777217.0],
+            "dec": pa.array([Decimal(x) for x in ["1.25", "-1.25", "99.95", "0.04", "1", "-0"]]),
+        },
+    )
+
+
+def test_empty_batches(spark: SparkSession) -> None:
+    empty: dict[str, Any] = {"s": pa.array([], pa.string()), "n": pa.array([], pa.int64())}
+    steps: list[dict[str, Any]] = [
+        {"cast": {"s": "int32", "n": "string"}},
+        {"parse_dates": {"s": "%Y-%m-%d"}},
+        {"titlecase": "s"},
+        {"dedupe": {"key": "n", "newest_by": "s"}},
+    ]
+    for raw in steps:
+        rows, failures = same(spark, raw, empty)
+        assert rows == []
+        assert failures == []
+
+
+def test_names_with_backquotes_dots_and_spaces(spark: SparkSession) -> None:
+    columns = {"a.b `c`": ["1", "1", "x"], "d e": [" 2020-01-01", "2020-01-02", "x"]}
+    same(spark, {"cast": {"a.b `c`": "int64"}}, columns)
+    same(spark, {"parse_dates": {"d e": "%Y-%m-%d"}}, columns)
+    same(spark, {"dedupe": {"key": "a.b `c`", "newest_by": "d e"}}, columns)
+
+
+# ---- documented differences ----------------------------------------------------------
+
+
+def test_duckdb_special_date_words_fail_the_row_in_spark(spark: SparkSession) -> None:
+    """DuckDB reads `epoch` (and `infinity`, BC dates); the Spark engine fails those rows."""
+    step = _step({"cast": {"d": "date"}})
+    table = _with_row({"d": ["epoch", "2024-01-01"]})
+    arrow_rows, arrow_failures, _, _ = _arrow(step, table, ())
+    rows, failures, _, _ = _spark(spark, step, table, ())
+    assert arrow_failures == []
+    assert arrow_rows[0] == b'{"d":"1970-01-01","__dp_row":0}'
+    assert failures == [(0, "d", "epoch", "cannot be cast to date")]
+    assert rows == [b'{"d":"2024-01-01","__dp_row":1}']
+
+
+def test_dedupe_later_row_is_the_greater_lineage(spark: SparkSession) -> None:
+    """A frame has no row positions: among equals, the row with the greater __dp_row stays
+    (the Arrow engine keeps the later position; the same after built-in steps)."""
+    from dataplump.engine.spark.builtin import run_builtin
+
+    table = pa.table({"k": [1, 1], ROW: pa.array([5, 2], pa.int64())})
+    out = run_builtin(_step({"dedupe": {"key": "k"}}), _frame(spark, table), ())
+    assert out.frame.toArrow()[ROW].to_pylist() == [5]
+    arrow_out = arrow_engine.run_builtin(_step({"dedupe": {"key": "k"}}), table, ())
+    assert arrow_out.table[ROW].to_pylist() == [2]
+
+
+def test_casts_spark_does_not_do_raise(spark: SparkSession) -> None:
+    from dataplump.engine.spark.builtin import run_builtin
+
+    frame = _frame(spark, _with_row({"d": pa.array([dt.date(2024, 1, 1)])}))
+    with pytest.raises(StepError, match="cannot cast date32"):
+        run_builtin(_step({"cast": {"d": "int32"}}), frame, ())
+
+
+# ---- seeded fuzzing: many random values at once ----------------------------------------
+
+
+def _random_texts(seed: int, count: int) -> list[str | None]:
+    """Strings of random code points, weighted to letters, marks and whitespace."""
+    rng = np.random.default_rng(seed)
+    pools = [
+        list(range(0x20, 0x7F)),
+        [0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1F, 0x85, 0xA0, 0x1680, 0x2007, 0x200B, 0x2028],
+        [0x300, 0x301, 0x308, 0x327, 0x345, 0x1AB0, 0x20DD],
+        list(range(0xC0, 0x250)) + list(range(0x370, 0x530)) + list(range(0x1E00, 0x2000)),
+        list(range(0x2160, 0x2190)) + list(range(0x24B6, 0x24EA)) + list(range(0xFB00, 0xFB07)),
+        list(range(0x10400, 0x10450)) + list(range(0x1E900, 0x1E944)) + [0x1F600, 0x130, 0x131],
+    ]
+    texts: list[str | None] = []
+    for _ in range(count):
+        length = int(rng.integers(0, 12))
+        chars = [
+            chr(int(rng.choice(pools[int(rng.integers(0, len(pools)))]))) for _ in range(length)
+        ]
+        texts.append("".join(chars) if rng.random() > 0.02 else None)
+    return texts
+
+
+@pytest.mark.parametrize("kind", ["trim", "lowercase", "uppercase", "titlecase"])
+def test_text_steps_fuzzed(spark: SparkSession, kind: str) -> None:
+    same(spark, {kind: "t"}, {"t": _random_texts(7, 3000)})
+
+
+def _random_dates(
+    seed: int, count: int, template: str, spaced: str = "YmdHMSzf", ends: str = " x\t"
+) -> list[str | None]:
+    """Variants of dates: dropped padding, extra spaces (before the fields of ``spaced``),
+    signs, out-of-range fields, a character of ``ends`` at the end."""
+    rng = np.random.default_rng(seed)
+    values: list[str | None] = []
+    for _ in range(count):
+        fields = {
+            "Y": str(int(rng.choice([2024, 1999, 2000, 0, 9999, 20240, 99, 1900]))),
+            "m": str(int(rng.integers(0, 14))),
+            "d": str(int(rng.integers(0, 33))),
+            "H": str(int(rng.integers(0, 26))),
+            "M": str(int(rng.integers(0, 61))),
+            "S": str(int(rng.integers(0, 62))),
+            "z": str(rng.choice(["+02:00", "-0130", "Z", "+2400", "+02", " +05:30", "+0000"])),
+            "f": str(rng.choice(["", ".5", ".123456", ".1234567", ".", ".000001"])),
+        }
+        text = template
+        for key, value in fields.items():
+            if key in "mdHMS" and rng.random() < 0.7:
+                value = value.zfill(2)
+            if key in spaced and rng.random() < 0.05:
+                value = " " + value
+            text = text.replace(f"<{key}>", value)
+        if rng.random() < 0.05:
+            text = text + str(rng.choice(list(ends)))
+        if rng.random() < 0.05:
+            text = str(rng.choice([" ", "+", "\u00a0"])) + text
+        values.append(text if rng.random() > 0.02 else None)
+    return values
+
+
+@pytest.mark.parametrize(
+    ("fmt", "template"),
+    [
+        ("%d/%m/%Y", "<d>/<m>/<Y>"),
+        ("%Y-%m-%d %H:%M:%S", "<Y>-<m>-<d> <H>:<M>:<S>"),
+        ("%Y-%m-%dT%H:%M:%S%.f%z", "<Y>-<m>-<d>T<H>:<M>:<S><f><z>"),
+        ("%d.%m.%y %H:%M", "<d>.<m>.<Y> <H>:<M>"),
+    ],
+)
+def test_parse_dates_fuzzed(spark: SparkSession, fmt: str, template: str) -> None:
+    same(spark, {"parse_dates": {"v": fmt}}, {"v": _random_dates(11, 2000, template)})
+
+
+def test_cast_text_fuzzed(spark: SparkSession) -> None:
+    rng = np.random.default_rng(5)
+    alphabet = list("0123456789") * 3 + list(" .-+e_xE\t") + ["0x", "1_0", "Inf", "nan"]
+    numbers = ["".join(rng.choice(alphabet, int(rng.integers(1, 8)))) for _ in range(3000)]
+    # documented: DuckDB's integer reading of `50E1.` and of a zero with a huge exponent
+    quirk = re.compile(r"[eE][+-]?[0-9]*\.|[eE][+-]?[0-9]{3,}")
+    numbers = [n for n in numbers if not quirk.search(n)]
+    # DuckDB's quirks with spaces inside a time or text after it are documented, not fuzzed
+    stamps = _random_dates(13, 3000, "<Y>-<m>-<d> <H>:<M>:<S><f>", spaced="Y", ends=" ")
+    same(
+        spark,
+        {"cast": {"i": "int16", "l": "int64", "d": "decimal(6,2)", "f": "double"}},
+        {"i": numbers, "l": numbers, "d": numbers, "f": numbers},
+    )
+    same(
+        spark,
+        {"cast": {"d": "date", "t": "timestamp", "z": "timestamptz"}},
+        {"d": stamps, "t": stamps, "z": stamps},
+    )
