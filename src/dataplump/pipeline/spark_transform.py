@@ -312,8 +312,10 @@ class SparkTransformer(Transformer):
         """The table's steps and output contract run by Spark on the decoded rows."""
         from pyspark.sql import functions as F
 
+        from dataplump.engine.spark.session import arrow_frame
+
         numbered = inputs.append_column(ROW, pa.array(np.arange(inputs.num_rows), pa.int64()))
-        frame = self.spark.createDataFrame(numbered)
+        frame = arrow_frame(self.spark, numbered)
         try:
             result = self.spark_transforms[table].apply(frame)
         except StepFailed as exc:

@@ -182,6 +182,17 @@ class _Failure:
     error: dict[str, str] | None = None
 
 
+@dataclass
+class _Prepared:
+    """One table's batch, transformed and checked, its records not yet produced."""
+
+    counts: TransformCounts
+    failures: list[_Failure]
+    attempt: _Attempt
+    decoded: int
+    """Records that decoded (what a step failing the whole batch failed)."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What an engine's run of an output contract found in a table's output."""
@@ -393,12 +404,17 @@ class Transformer:
         by_table: dict[str, list[Message]] = defaultdict(list)
         for message in messages:
             by_table[self._table_of[str(message.topic())]].append(message)
+        # All the work first, then the transaction: it stays open only while records are
+        # produced (a long engine run inside it would outlast `transaction.timeout.ms`).
+        self._lineage.clear()
+        prepared = [self._prepare(table, batch) for table, batch in by_table.items()]
         deltas = []
         totals = {}
         producer.begin()
         try:
-            for table, batch in by_table.items():
-                delta = self.transform_batch(producer, table, batch)
+            for batch in prepared:
+                table = batch.counts.table
+                delta = self._emit(producer, batch)
                 deltas.append(delta)
                 totals[table] = TransformCounts.from_totals(table, self._totals[table].totals())
                 totals[table].add(delta)
@@ -423,6 +439,11 @@ class Transformer:
         Only ``produce``/``produce_many`` of ``producer`` are used, and only the
         messages' value, key, headers, topic, partition and offset are read: a replay's
         dry run passes stand-ins for both (:mod:`dataplump.pipeline.replay`)."""
+        self._lineage.clear()
+        return self._emit(producer, self._prepare(table, messages))
+
+    def _prepare(self, table: str, messages: list[Message]) -> _Prepared:
+        """Decode, transform and check one table's messages, producing nothing."""
         counts = TransformCounts(table, consumed=len(messages), batches=1)
         messages, superseded = _newest_versions(messages)
         failures: list[_Failure] = []
@@ -434,6 +455,17 @@ class Transformer:
             if self._refreshed(table, attempt, used):
                 attempt = self._attempt(table, inputs, decoded)  # once, with the new copies
         failures += attempt.failures
+        counts.filtered.update(attempt.filtered)
+        if attempt.output_rows == 0 and attempt.filtered and len(failures) >= len(messages):
+            counts.filtered.clear()  # every input is in the failed store instead
+        if superseded:
+            counts.filtered[SUPERSEDED] = superseded
+        return _Prepared(counts, failures, attempt, len(decoded))
+
+    def _emit(self, producer: Producer, batch: _Prepared) -> TransformCounts:
+        """Queue the records of a prepared batch on ``producer``; return its counts."""
+        counts, attempt = batch.counts, batch.attempt
+        table = counts.table
         if attempt.step_failed is not None:
             exc = attempt.step_failed
             counts.failed_batches += 1
@@ -445,19 +477,14 @@ class Transformer:
                     table=table,
                     rule=exc.step,
                     error=str(exc),
-                    count=len(decoded),
+                    count=batch.decoded,
                     run_id=self.run_id,
                 ),
             )
-        counts.filtered.update(attempt.filtered)
-        if attempt.output_rows == 0 and attempt.filtered and len(failures) >= len(messages):
-            counts.filtered.clear()  # every input is in the failed store instead
-        if superseded:
-            counts.filtered[SUPERSEDED] = superseded
         valid_out, lineage = attempt.valid, attempt.lineage
         if valid_out is not None and valid_out.num_rows:
             counts.processed = self._produce_processed(producer, table, valid_out, lineage)
-        counts.failed = self._produce_failed(producer, table, failures)
+        counts.failed = self._produce_failed(producer, table, batch.failures)
         return counts
 
     def _attempt(self, table: str, inputs: pa.Table, decoded: list[Message]) -> _Attempt:
@@ -532,7 +559,6 @@ class Transformer:
         """The active records as one Arrow table (by their ``dp.schema``), and the
         messages of its rows; records that do not decode join ``failures``."""
         groups: dict[str, list[Message]] = defaultdict(list)
-        self._lineage.clear()
         for message in messages:
             # Headers are read once per record: librdkafka builds a new list per call.
             pairs: Any = message.headers() or ()

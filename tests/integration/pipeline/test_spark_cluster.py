@@ -45,7 +45,7 @@ def test_a_worker_killed_mid_stream_costs_nothing(
     use_spark(
         path,
         master=cluster.master_url,
-        batch_records=250,
+        batch_records=1000,
         trigger_seconds=0.2,
         conf={"spark.executor.memory": "512m", "spark.task.maxFailures": "8"},
     )

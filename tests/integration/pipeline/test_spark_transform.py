@@ -77,6 +77,7 @@ def _lasting(headers: dict[str, bytes]) -> dict[str, bytes]:
     return {k: v for k, v in headers.items() if k not in VOLATILE_HEADERS}
 
 
+@pytest.mark.timeout(900)
 def test_spark_writes_the_records_the_duckdb_engine_writes(
     tmp_path: Path, kafka_bootstrap: str
 ) -> None:
@@ -99,12 +100,13 @@ def test_spark_writes_the_records_the_duckdb_engine_writes(
     assert spark_failed == duck_failed
 
 
+@pytest.mark.timeout(900)
 def test_kill_9_of_the_driver_mid_stream_loses_and_doubles_nothing(
     tmp_path: Path, kafka_bootstrap: str
 ) -> None:
     rows = 4_000
     path, config = extracted(tmp_path, kafka_bootstrap, rows)
-    use_spark(path, batch_records=250, trigger_seconds=0.2, ui=True)
+    use_spark(path, batch_records=1000, trigger_seconds=0.2, ui=True)
     Transformer(config, kafka_bootstrap).prepare()
     expected = Expected.of(rows)
     logs = tmp_path / "logs"

@@ -303,6 +303,7 @@ class SparkReferences(Mapping[str, "DataFrame"]):
         from polars.exceptions import PolarsError
 
         from dataplump.engine.python_steps import plain_types
+        from dataplump.engine.spark.session import arrow_frame
         from dataplump.sinks.delta import read_delta
 
         try:
@@ -311,7 +312,7 @@ class SparkReferences(Mapping[str, "DataFrame"]):
             raise ReferenceLoadError(
                 f"cannot read the Delta table {config.delta}: {_line(exc)}"
             ) from None
-        return self.spark.createDataFrame(table)
+        return arrow_frame(self.spark, table)
 
     def _error(self, name: str, exc: BaseException) -> Exception:
         """A Spark or driver error as a reference error, the password never in it."""

@@ -20,13 +20,13 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from dataplump.errors import KafkaServiceError, TerminalError
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
     from dataplump.config import SparkConfig
 
@@ -142,3 +142,11 @@ def _java_home(java: str) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def arrow_frame(spark: SparkSession, table: Any) -> DataFrame:
+    """A DataFrame of an Arrow table with the table's own types: without the explicit
+    schema, ``createDataFrame`` turns a timestamp without a zone into a zoned one."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return spark.createDataFrame(table, schema=from_arrow_schema(table.schema))
