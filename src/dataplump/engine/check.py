@@ -28,12 +28,13 @@ import pyarrow as pa
 from dataplump.engine.builtin import ROW, StepError
 from dataplump.engine.errors import (
     ReferenceLoadError,
+    StepConfigError,
     StepFailed,
     TransientReferenceLoadError,
     TransientStepError,
 )
 from dataplump.engine.python_steps import ImportProblem, UserFunction, load_function
-from dataplump.engine.spec import PandasStep, PolarsStep, StepProblem
+from dataplump.engine.spec import PandasStep, PolarsStep, SqlStep, Step, StepProblem
 
 if TYPE_CHECKING:
     from dataplump.config.models import PipelineConfig
@@ -65,6 +66,8 @@ def check_steps(
                 message = f"cannot import `{step.function.text}`: {exc}"
                 problems.append(StepProblem((*at, i, step.kind), message))
                 runnable = min(runnable, i)
+    if config.transform.engine == "spark":
+        problems += _spark_sql_problems(config, table, steps)
     contract = config.contract(table)
     if contract is None or not steps:
         return problems
@@ -103,4 +106,21 @@ def check_steps(
                 break
     finally:
         transform.close()
+    return problems
+
+
+def _spark_sql_problems(
+    config: PipelineConfig, table: str, steps: tuple[Step, ...]
+) -> list[StepProblem]:
+    """The SQL steps that do not translate to Spark SQL (sqlglot only: no Spark here)."""
+    from dataplump.engine.spark.sql import check_sql
+
+    problems = []
+    for i, step in enumerate(steps):
+        if isinstance(step, SqlStep):
+            try:
+                check_sql(table, i + 1, step, tuple(config.transform.references))
+            except StepConfigError as exc:
+                message = str(exc).split(": ", 1)[-1]  # the path says table and step
+                problems.append(StepProblem(("transform", "steps", table, i, "sql"), message))
     return problems

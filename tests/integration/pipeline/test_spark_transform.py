@@ -151,3 +151,22 @@ def test_missing_java_is_one_line(tmp_path: Path, kafka_bootstrap: str) -> None:
         env={"JAVA_HOME": str(tmp_path / "no-java"), "PATH": str(tmp_path / "bin")},
     ).wait(120)  # fmt: skip
     assert one_error_line(missing).startswith("Java not found: Spark needs Java 17")
+
+
+def test_a_sql_step_spark_cannot_run_is_one_line_naming_it(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    path, pipeline = extracted(tmp_path, kafka_bootstrap, 10)
+    use_spark(path)
+    config = json.loads(path.read_text())
+    config["transform"]["steps"]["orders"].append(
+        {"sql": "SELECT o.* FROM batch o ASOF JOIN customers c ON o.id >= c.country"}
+    )
+    path.write_text(json.dumps(config))
+    result = run_transform(path, "--once", logs=tmp_path / "logs", timeout=SPARK_TIMEOUT)
+    line = one_error_line(result)
+    assert line.startswith("table `orders`, step 7 (sql): "), line
+    assert "ASOF JOIN" in line, line
+    assert "cannot run on Spark" in line, line
+    processed = read_committed(kafka_bootstrap, topics.processed(pipeline.name, "orders"))
+    assert processed == []  # refused before any record was transformed

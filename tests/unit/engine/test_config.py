@@ -187,3 +187,22 @@ def test_unknown_table(tmp_path: Path) -> None:
     with pytest.raises(StepConfigError, match="no table `order` in the config; did you mean"):
         TableTransform.from_config(config, "order")
     assert TableTransform.from_config(config, "orders").describe() == []
+
+
+def test_check_steps_with_the_spark_engine_refuses_sql_spark_cannot_run(tmp_path: Path) -> None:
+    file = tmp_path / "dataplump.yaml"
+    steps = """\
+  engine: spark
+  steps:
+    orders:
+      - trim: status
+      - sql: SELECT * FROM batch QUALIFY row_number() OVER (ORDER BY id) = 1
+      - sql: SELECT * FROM batch WHERE amount <> ''
+"""
+    file.write_text(HEAD + steps)
+    config = load_config(file, env={})
+    [problem] = check_steps(config, "orders")
+    assert problem.key == "transform.steps.orders[1].sql"
+    assert problem.message.startswith("`QUALIFY` with `SELECT *` cannot run on Spark")
+    file.write_text(HEAD + steps.replace("engine: spark", "engine: duckdb"))
+    assert check_steps(load_config(file, env={}), "orders") == []
