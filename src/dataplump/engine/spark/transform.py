@@ -15,8 +15,9 @@ results for the same rows (same output rows, row failures and ``filtered`` count
   pandas and polars steps from :mod:`~dataplump.engine.spark.python_steps`.
 
 **Spark actions per batch: two.** (1) The input is persisted and its rows counted per
-partition (for the row numbers). (2) Every step's output is persisted (memory, spilling
-to disk) and one job computes all counts at once: per SQL/pandas/polars step the input
+partition (for the row numbers; the numbered frame is a projection of that cache, not
+cached again). (2) Every step's output is persisted (memory, spilling to disk) and one
+job computes all counts at once: per SQL/pandas/polars step the input
 rows whose ``__dp_row`` has no output row (a left anti join: a ``WHERE``, an inner join
 without a match), per ``drop_null``/``dedupe`` its dropped rows, the output's rows and
 the failed rows. That job also materializes the output and the row failures in the
@@ -184,8 +185,8 @@ class SparkTableTransform:
         source = frame.persist(level)
         persisted: list[DataFrame] = [source]
         try:
-            current = _numbered(source).persist(level)
-            persisted.append(current)
+            # not persisted: a projection of the cached input, the same ids when recomputed
+            current = _numbered(source)
             counts: list[DataFrame] = []
             failures: list[DataFrame] = []
             outputs: list[tuple[_Bound, DataFrame]] = []
