@@ -199,7 +199,12 @@ class SparkTableTransform:
                 persisted.append(result)
                 if out.dropped is not None:
                     counts.append(_count(out.dropped, bound.label))
-                elif ROW in current.columns and ROW in result.columns:
+                elif (
+                    isinstance(bound.step, SqlStep | PandasStep | PolarsStep)
+                    and ROW in current.columns
+                    and ROW in result.columns
+                ):
+                    # built-in steps report what they drop; their failed rows are not
                     gone = current.join(result.select(ROW), ROW, "left_anti")
                     counts.append(_count(gone, bound.label, only_positive=True))
                 if out.failures is not None:
