@@ -24,6 +24,7 @@ the old copy keeps serving and a warning is logged.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_reads = itertools.count(1)
 BROADCAST_ROWS = 1_000_000
 """References with at most this many rows are broadcast to the join's tasks."""
 
@@ -248,10 +250,13 @@ class SparkReferences(Mapping[str, "DataFrame"]):
         try:
             if config.table is not None:
                 return self._read_table(config)
+            # a read of the same file has the same plan, and Spark would answer it from the
+            # previous copy's cache: an option of its own makes each read a new plan
+            reader = self.spark.read.option("dataplump.read", str(next(_reads)))
             if config.csv is not None:
-                return self.spark.read.csv(str(config.csv), header=True, inferSchema=True)
+                return reader.csv(str(config.csv), header=True, inferSchema=True)
             if config.parquet is not None:
-                return self.spark.read.parquet(str(config.parquet))
+                return reader.parquet(str(config.parquet))
             return self._read_delta(name, config)
         except (ReferenceLoadError, TransientReferenceLoadError) as exc:
             raise type(exc)(f"reference `{name}`: {exc}") from None

@@ -15,8 +15,9 @@ results for the same rows (same output rows, row failures and ``filtered`` count
   pandas and polars steps from :mod:`~dataplump.engine.spark.python_steps`.
 
 **Spark actions per batch: two.** (1) The input is persisted and its rows counted per
-partition (for the row numbers). (2) Every step's output is persisted (memory, spilling
-to disk) and one job computes all counts at once: per SQL/pandas/polars step the input
+partition (for the row numbers; the numbered frame is a projection of that cache, not
+cached again). (2) Every step's output is persisted (memory, spilling to disk) and one
+job computes all counts at once: per SQL/pandas/polars step the input
 rows whose ``__dp_row`` has no output row (a left anti join: a ``WHERE``, an inner join
 without a match), per ``drop_null``/``dedupe`` its dropped rows, the output's rows and
 the failed rows. That job also materializes the output and the row failures in the
@@ -88,9 +89,6 @@ class _StepOut:
     frame: DataFrame
     failures: DataFrame | None = None
     dropped: DataFrame | None = None
-    says_dropped: bool = False
-    """The step reports what it drops (built-in steps); else the input rows missing from
-    its output were filtered (a WHERE, an inner join)."""
 
 
 @dataclass(frozen=True)
@@ -187,8 +185,8 @@ class SparkTableTransform:
         source = frame.persist(level)
         persisted: list[DataFrame] = [source]
         try:
-            current = _numbered(source).persist(level)
-            persisted.append(current)
+            # not persisted: a projection of the cached input, the same ids when recomputed
+            current = _numbered(source)
             counts: list[DataFrame] = []
             failures: list[DataFrame] = []
             outputs: list[tuple[_Bound, DataFrame]] = []
@@ -201,7 +199,12 @@ class SparkTableTransform:
                 persisted.append(result)
                 if out.dropped is not None:
                     counts.append(_count(out.dropped, bound.label))
-                elif not out.says_dropped and ROW in current.columns and ROW in result.columns:
+                elif (
+                    isinstance(bound.step, SqlStep | PandasStep | PolarsStep)
+                    and ROW in current.columns
+                    and ROW in result.columns
+                ):
+                    # built-in steps report what they drop; their failed rows are not
                     gone = current.join(result.select(ROW), ROW, "left_anti")
                     counts.append(_count(gone, bound.label, only_positive=True))
                 if out.failures is not None:
@@ -299,7 +302,7 @@ class SparkTableTransform:
             )
 
             out = run_builtin(step, frame, key)
-            return _StepOut(out.frame, out.failures, out.dropped, says_dropped=True)
+            return _StepOut(out.frame, out.failures, out.dropped)
 
         return run
 

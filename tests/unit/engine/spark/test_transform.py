@@ -7,7 +7,7 @@ import textwrap
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pytest
@@ -192,3 +192,27 @@ def test_rows_are_numbered_in_partition_order(spark: SparkSession) -> None:
     got = {r["id"]: r[ROW] for r in result.output.collect()}
     assert [got[i] for i in order] == list(range(N))
     result.unpersist()
+
+
+def test_built_in_steps_with_sql(spark: SparkSession) -> None:
+    """Runs once `dataplump.engine.spark.builtin` (another branch) is merged."""
+    pytest.importorskip("dataplump.engine.spark.builtin")
+    batch = pa.table(
+        {
+            "id": [1, 2, 2, 3, 4, 5, 6],
+            "status": [" Paid ", "new", "new", None, " x ", "shipped", "NEW"],
+            "qty": ["1", "2", "2", "x", "4", None, "7"],
+        }
+    )
+    steps: list[dict[str, Any]] = [
+        {"trim": ["status"]},
+        {"lowercase": "status"},
+        {"cast": {"qty": "int32"}},  # a failed row is not a filtered one
+        {"drop_null": ["status"]},
+        {"dedupe": {"key": ["id"]}},
+        {"sql": "SELECT * FROM batch WHERE qty IS NULL OR qty < 7"},
+    ]
+    expected, actual = run_both(spark, batch, steps)
+    assert expected.filtered == {"4:drop_null": 0, "5:dedupe": 1, "6:sql": 1}
+    assert expected.num_failed == 1
+    assert_same(expected, actual)
