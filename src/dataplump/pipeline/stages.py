@@ -55,6 +55,8 @@ def run_stage(stage: str, config: Path, bootstrap: str, once: bool, stop: Any, e
     setup_logging(level=level, prefix=stage)
     if stage == "notify":  # its log lines are the `log` channel's notifications (resolved: INFO)
         logging.getLogger("dataplump.notify").setLevel(min(level, logging.INFO))
+    if stage == "transform":  # the Spark UI's address, when the engine is Spark
+        log.setLevel(min(level, logging.INFO))
     if stage == REPORT_STAGE:  # one line per report written or sent
         logging.getLogger("dataplump.present.report_schedule").setLevel(min(level, logging.INFO))
 
