@@ -252,7 +252,16 @@ def run_spark(pipeline: str, batch: int, expected: int) -> dict[str, float]:
     settings = config.transform.spark.model_copy(
         update={"master": "local[2]", "ui": False, "log_level": "ERROR", "batch_records": batch}
     )
-    config.transform.spark = settings
+    transform = config.transform.model_copy(update={"engine": "spark", "spark": settings})
+    config = config.model_copy(update={"transform": transform})
+    # the DuckDB candidate committed the group's offsets at the end: start it over
+    from confluent_kafka.admin import AdminClient
+
+    from dataplump.pipeline import topics
+
+    admin = AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers or ""})
+    for future in admin.delete_consumer_groups([topics.transform_group(config.name)]).values():
+        future.result(30)
     started = time.perf_counter()
     transformer = SparkTransformer(config, config.kafka.bootstrap_servers or "")
     start_seconds = time.perf_counter() - started

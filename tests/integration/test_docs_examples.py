@@ -50,3 +50,21 @@ def test_run_status_trace_replay_example(tmp_path: Path) -> None:
         assert re.search(r"customers: 0 of \d+ would now pass; \d+ still fail", done.stdout)
     finally:
         kafka_down("examples/shop/dataplump.yaml", tmp_path, port)
+
+
+@pytest.mark.timeout(900)
+def test_spark_example_gives_the_duckdb_engines_ledger(tmp_path: Path) -> None:
+    """docs/spark.md: the shop on Spark; its ledger is docs/run.md's, line for line."""
+    pytest.importorskip("pyspark")
+    shutil.copytree(DOCS.parent / "examples" / "shop", tmp_path / "examples" / "shop")
+    port = free_port()
+    try:
+        done = run_script(worked_example("spark.md"), tmp_path, port, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+    finally:
+        kafka_down("examples/shop/dataplump.yaml", tmp_path, port)
+    for page in ("spark.md", "run.md"):
+        text = (DOCS / page).read_text()
+        ledger = text[text.index("ledger (this run, the first") :].split("```")[0]
+        for line in ledger.strip().splitlines():
+            assert line.split() in [seen.split() for seen in done.stdout.splitlines()], line

@@ -40,7 +40,7 @@ about 0.5 ms planning each struct expression, on every batch.)
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -285,42 +285,52 @@ def _references(contract: Contract, references: Mapping[str, pa.Table]) -> dict[
     for rule in contract.rules:
         if (rel := rule.relationships) is None:
             continue
-        where = f"rule `{rule.rule_name}` of contract `{contract.table}`"
-        if rel.to not in references:
-            given = ", ".join(f"`{name}`" for name in sorted(references)) or "none"
-            raise ReferenceTableError(
-                f"{where} needs reference table `{rel.to}` (to look up"
-                f" `{rel.column}` in `{rel.to}.{rel.field}`), which was not passed (passed:"
-                f" {given}); pass it as `references={{'{rel.to}': table}}`",
-                table=contract.table,
-                rule=rule.rule_name,
-                reference=rel.to,
-            )
-        schema = references[rel.to].schema
-        if rel.field not in schema.names:
-            raise ReferenceTableError(
-                f"{where}: reference table `{rel.to}` has no column `{rel.field}` (it has"
-                f" {', '.join(schema.names) or 'none'}); fix `relationships.field` or pass"
-                " the right table",
-                table=contract.table,
-                rule=rule.rule_name,
-                reference=rel.to,
-            )
-        declared = contract.columns[rel.column].logical_type.family
-        actual = schema.field(rel.field).type
-        if not _comparable(declared, actual):
-            raise ReferenceTableError(
-                f"{where}: `{rel.column}` ({contract.columns[rel.column].type}) cannot be"
-                f" compared with `{rel.to}.{rel.field}` ({actual}); pass the reference with"
-                " a matching type",
-                table=contract.table,
-                rule=rule.rule_name,
-                reference=rel.to,
-            )
+        table = references.get(rel.to)
+        types = None if table is None else {f.name: f.type for f in table.schema}
+        check_reference(contract, rule, references, types)
         fields.setdefault(rel.to, [])
         if rel.field not in fields[rel.to]:
             fields[rel.to].append(rel.field)
     return {_relation(contract, to): references[to].select(names) for to, names in fields.items()}
+
+
+def check_reference(
+    contract: Contract,
+    rule: Any,
+    passed: Collection[str],
+    types: Mapping[str, pa.DataType] | None,
+) -> None:
+    """Raise :class:`ReferenceTableError` when the reference a ``relationships`` rule
+    looks up is not among ``passed``, lacks the rule's field (``types``: the reference's
+    columns and their Arrow types, None when not passed), or holds values the column
+    cannot be compared with. Shared by the DuckDB and the Spark checks."""
+    rel = rule.relationships
+    where = f"rule `{rule.rule_name}` of contract `{contract.table}`"
+    context = {"table": contract.table, "rule": rule.rule_name, "reference": rel.to}
+    if rel.to not in passed or types is None:
+        given = ", ".join(f"`{name}`" for name in sorted(passed)) or "none"
+        raise ReferenceTableError(
+            f"{where} needs reference table `{rel.to}` (to look up"
+            f" `{rel.column}` in `{rel.to}.{rel.field}`), which was not passed (passed:"
+            f" {given}); pass it as `references={{'{rel.to}': table}}`",
+            **context,
+        )
+    if rel.field not in types:
+        raise ReferenceTableError(
+            f"{where}: reference table `{rel.to}` has no column `{rel.field}` (it has"
+            f" {', '.join(types) or 'none'}); fix `relationships.field` or pass"
+            " the right table",
+            **context,
+        )
+    declared = contract.columns[rel.column].logical_type.family
+    actual = types[rel.field]
+    if not _comparable(declared, actual):
+        raise ReferenceTableError(
+            f"{where}: `{rel.column}` ({contract.columns[rel.column].type}) cannot be"
+            f" compared with `{rel.to}.{rel.field}` ({actual}); pass the reference with"
+            " a matching type",
+            **context,
+        )
 
 
 def _comparable(family: str, actual: pa.DataType) -> bool:

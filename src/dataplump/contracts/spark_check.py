@@ -73,17 +73,16 @@ from dataplump.contracts.check import (
     BatchFailure,
     RuleCount,
     SchemaIssue,
-    _comparable,
     _expectations,
     _reason,
     _rejected,
     _schema_issues,
+    check_reference,
 )
 from dataplump.contracts.errors import (
     CheckFailedError,
     ContractError,
     ContractProblem,
-    ReferenceTableError,
 )
 from dataplump.contracts.rules import (
     AcceptedValues,
@@ -1001,39 +1000,14 @@ def _reference_frames(
     for rule in contract.rules:
         if (rel := rule.relationships) is None:
             continue
-        where = f"rule `{rule.rule_name}` of contract `{contract.table}`"
-        if rel.to not in references:
-            given = ", ".join(f"`{name}`" for name in sorted(references)) or "none"
-            raise ReferenceTableError(
-                f"{where} needs reference table `{rel.to}` (to look up"
-                f" `{rel.column}` in `{rel.to}.{rel.field}`), which was not passed (passed:"
-                f" {given}); pass it as `references={{'{rel.to}': table}}`",
-                table=contract.table,
-                rule=rule.rule_name,
-                reference=rel.to,
-            )
-        frame = references[rel.to]
-        columns = list(frame.columns)
-        if rel.field not in columns:
-            raise ReferenceTableError(
-                f"{where}: reference table `{rel.to}` has no column `{rel.field}` (it has"
-                f" {', '.join(columns) or 'none'}); fix `relationships.field` or pass"
-                " the right table",
-                table=contract.table,
-                rule=rule.rule_name,
-                reference=rel.to,
-            )
-        declared = contract.columns[rel.column].logical_type.family
-        actual = _spark_arrow(frame.schema.fields[columns.index(rel.field)].dataType)
-        if not _comparable(declared, actual):
-            raise ReferenceTableError(
-                f"{where}: `{rel.column}` ({contract.columns[rel.column].type}) cannot be"
-                f" compared with `{rel.to}.{rel.field}` ({actual}); pass the reference with"
-                " a matching type",
-                table=contract.table,
-                rule=rule.rule_name,
-                reference=rel.to,
-            )
+        frame = references.get(rel.to)
+        types = (
+            None
+            if frame is None
+            else {f.name: _spark_arrow(f.dataType) for f in frame.schema.fields}
+        )
+        check_reference(contract, rule, references, types)
+        assert frame is not None
         needed[rel.to] = frame
     return needed
 

@@ -50,7 +50,6 @@ from dataplump.bus.kafka import Producer, consumer, wrap_kafka_error
 from dataplump.config import PipelineConfig
 from dataplump.engine import FAILURES_SCHEMA, ROW, StepFailed, TransformResult
 from dataplump.errors import TerminalError
-from dataplump.pipeline.state import read_state
 from dataplump.pipeline.transform import (
     CONSUMER,
     Progress,
@@ -59,7 +58,6 @@ from dataplump.pipeline.transform import (
     Verdict,
     _Attempt,
     _step_failed,
-    totals_key,
 )
 
 if TYPE_CHECKING:
@@ -160,14 +158,7 @@ class SparkTransformer(Transformer):
         drained to where they ended when the run began; return the counts."""
         stop = stop or threading.Event()
         self.prepare()
-        producer = Producer(
-            self.bootstrap, transactional_id=self.transactional_id, extra=self._client
-        )
-        stored = read_state(self.bootstrap, self._state_topic, extra=self._client)
-        self._totals = {
-            table: TransformCounts.from_totals(table, stored.get(totals_key(table, self.slot)))
-            for table in self.tables
-        }
+        producer = self._open_producer()
         group = consumer(self.bootstrap, self.group_id, extra={**CONSUMER, **self._client})
         checkpoint = Path(tempfile.mkdtemp(prefix=f"dataplump-spark-{self.config.name}-"))
         started = time.monotonic()

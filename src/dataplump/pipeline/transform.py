@@ -309,16 +309,7 @@ class Transformer:
         stop = stop or threading.Event()
         self.prepare()
         ends = log_bounds(self.bootstrap, self._table_of, extra=self._client) if once else {}
-        producer = Producer(
-            self.bootstrap, transactional_id=self.transactional_id, extra=self._client
-        )
-        # After the producer: its init_transactions fenced this slot's predecessor, so
-        # these totals are the last it committed.
-        stored = read_state(self.bootstrap, self._state_topic, extra=self._client)
-        self._totals = {
-            table: TransformCounts.from_totals(table, stored.get(totals_key(table, self.slot)))
-            for table in self.tables
-        }
+        producer = self._open_producer()
         client = consumer(self.bootstrap, self.group_id, extra={**CONSUMER, **self._client})
         started = time.monotonic()
         error: BaseException | None = None
@@ -360,6 +351,20 @@ class Transformer:
             counts.finished = time.monotonic()
             self.on_progress(counts)
         return list(self.counts.values())
+
+    def _open_producer(self) -> Producer:
+        """This slot's transactional producer; reads the totals it continues."""
+        producer = Producer(
+            self.bootstrap, transactional_id=self.transactional_id, extra=self._client
+        )
+        # After the producer: its init_transactions fenced this slot's predecessor, so
+        # these totals are the last it committed.
+        stored = read_state(self.bootstrap, self._state_topic, extra=self._client)
+        self._totals = {
+            table: TransformCounts.from_totals(table, stored.get(totals_key(table, self.slot)))
+            for table in self.tables
+        }
+        return producer
 
     def close(self) -> None:
         """Release the steps' DuckDB connections."""
