@@ -183,10 +183,6 @@ class SparkTransformer(Transformer):
             self.on_progress(counts)
         return list(self.counts.values())
 
-    def close(self) -> None:
-        """Release the steps' resources; the Spark session stays for the process."""
-        super().close()
-
     # -- the query ------------------------------------------------------------------------
     def _start(self, checkpoint: Path, producer: Producer, group: Consumer, *, once: bool) -> Any:
         options = {
@@ -357,8 +353,8 @@ class SparkTransformer(Transformer):
         )
 
     def _refreshed(self, table: str, attempt: _Attempt, used: Any) -> bool:
-        """References are read once per run by Spark; a reload on a miss is the DuckDB
-        engine's (``refresh_on_miss``)."""
+        """Never: Spark's references reload after ``refresh_seconds`` only; the reload on a
+        miss (``refresh_on_miss``) is the DuckDB engine's."""
         return False
 
 
