@@ -132,6 +132,7 @@ class SparkTransformer(Transformer):
         from dataplump.engine.spark.transform import SparkTableTransform
 
         self.settings = config.transform.spark
+        _check_sql(config, self.tables)  # before Spark starts: a refusal takes no JVM
         self.spark = spark or spark_session(
             self.settings, f"{config.name} transform", packages=jdbc_packages(config)
         )
@@ -356,6 +357,18 @@ class SparkTransformer(Transformer):
         """Never: Spark's references reload after ``refresh_seconds`` only; the reload on a
         miss (``refresh_on_miss``) is the DuckDB engine's."""
         return False
+
+
+def _check_sql(config: PipelineConfig, tables: Sequence[str]) -> None:
+    """Refuse a SQL step Spark cannot run (sqlglot's translation; no Spark needed):
+    :class:`~dataplump.engine.errors.StepConfigError` naming the table, step and construct."""
+    from dataplump.engine.spark.sql import check_sql
+    from dataplump.engine.spec import SqlStep
+
+    for table in tables:
+        for position, step in enumerate(config.transform.steps_for(table), 1):
+            if isinstance(step, SqlStep):
+                check_sql(table, position, step, tuple(config.transform.references))
 
 
 def _failures(frame: DataFrame) -> pa.Table:
