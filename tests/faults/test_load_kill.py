@@ -12,7 +12,8 @@ The kill moments come from a seeded random generator; the seed is printed and
 ``DATAPLUMP_KILL_SEED=<seed>`` replays a run; ``DATAPLUMP_KILL_POINTS`` sets how many
 kills (default 5). Most kills wait until the curated Delta table got more commits and
 then a random extra delay, so the process dies anywhere in a poll's life; some land
-blind, during start-up.
+blind, during start-up or the first two polls (never later: a run must not drain the
+topics before the kills are made).
 """
 
 from __future__ import annotations
@@ -84,11 +85,15 @@ class Killer:
 
     def kill_at_random(self, run: Loading) -> bool:
         """Kill ``run`` at a random moment; False if it ended by itself first (exit 0)."""
-        if self.rng.random() < 0.2:
+        if self.rng.random() < 0.2:  # blind, in the start-up or the first polls
             delay = self.rng.uniform(0.3, 4.0)
             moment = f"{delay:.2f}s after start"
             end = time.monotonic() + delay
+            early = delta_commits(self.table) + 2  # a fast start must not drain the topic
             while run.running() and time.monotonic() < end:
+                if delta_commits(self.table) >= early:
+                    moment = f"at commit {early - 1} of the curated table, {moment} at most"
+                    break
                 time.sleep(0.02)
         else:
             target = delta_commits(self.table) + self.rng.randint(1, 6)

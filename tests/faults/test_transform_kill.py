@@ -10,7 +10,8 @@ The kill moments come from a seeded random generator; the seed is printed and
 ``DATAPLUMP_KILL_SEED=<seed>`` replays a run; ``DATAPLUMP_KILL_POINTS`` sets how many
 kills (default 5). Most kills wait until more committed output appears (watched on
 ``.processed`` + failed) and then a random extra delay, so the process dies anywhere in a
-poll's life: transforming, producing, committing; some land blind, during start-up.
+poll's life: transforming, producing, committing; some land blind, during start-up or
+the first two polls (never later: a run must not drain the topic before the kills).
 """
 
 from __future__ import annotations
@@ -80,12 +81,16 @@ class Killer:
     def kill_at_random(self, run: Transformation) -> bool:
         """Kill ``run`` at a random moment; False if it ended by itself first (exit 0)."""
         self.watcher.poll()
-        if self.rng.random() < 0.25:
+        if self.rng.random() < 0.25:  # blind, in the start-up or the first polls
             delay = self.rng.uniform(0.3, 4.0)
             moment = f"{delay:.2f}s after start"
             end = time.monotonic() + delay
+            early = self.watcher.total + 2 * POLL  # a fast start must not drain the topic
             while run.running() and time.monotonic() < end:
-                time.sleep(0.02)
+                if self.watcher.total >= early:
+                    moment = f"after {self.watcher.total} records out, {moment} at most"
+                    break
+                self.watcher.poll(0.02)
         else:
             target = self.watcher.total + self.rng.randint(1, 3 * POLL)
             end = time.monotonic() + 40

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 from pathlib import Path
 
 import typer
@@ -64,8 +67,19 @@ def serve(
             " reaches this port sees the data",
             highlight=False,
         )
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    try:  # listening before the address is printed: whoever reads it can connect at once
+        listening = socket.create_server((bind, at), family=family)
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        fail(f"cannot listen on {bind}:{at} ({why}); choose another --port or --host")
+    at = listening.getsockname()[1]  # the port the system chose for --port 0
     shown = f"[{bind}]" if ":" in bind else bind
     console.print(
         f"dashboard of pipeline `{pipeline.name}` on http://{shown}:{at}/", highlight=False
     )
-    uvicorn.run(app, host=bind, port=at, log_level="warning", server_header=False)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=bind, port=at, log_level="warning", server_header=False)
+    )
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn has stopped cleanly
+        server.run(sockets=[listening])
