@@ -126,6 +126,12 @@ def create_topics(
 ) -> list[str]:
     """Create the topics that do not exist yet; return the names created.
 
+    Returns once every topic (created here or by someone else at the same time) shows in
+    the cluster's metadata with a leader for each partition: a consumer that subscribes
+    to a topic the broker does not list yet ignores it until its next metadata refresh
+    (librdkafka's ``topic.metadata.refresh.interval.ms``, 5 minutes), which on a fresh
+    broker left ``run``'s loader reading nothing but the alerts for minutes.
+
     A refused login or TLS handshake is a :class:`TerminalBusError` as soon as
     librdkafka reports it; every broker refusing connections for ``down_timeout``
     seconds, or no answer within ``timeout``, is a :class:`TransientBusError`.
@@ -170,7 +176,35 @@ def create_topics(
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise wrap_kafka_error(exc, f"creating topic {name}") from None
+    _await_metadata(admin, [t.topic for t in wanted], deadline, bootstrap)
     return created
+
+
+def _await_metadata(admin: AdminClient, names: list[str], deadline: float, bootstrap: str) -> None:
+    """Wait until the metadata lists every topic of ``names``, each partition with a leader."""
+    waiting = list(names)
+    while True:
+        try:
+            metadata = admin.list_topics(timeout=max(1.0, deadline - time.monotonic()))
+        except KafkaException as exc:
+            raise wrap_kafka_error(exc, "reading the metadata of new topics") from None
+        waiting = [
+            name
+            for name in waiting
+            if (info := metadata.topics.get(name)) is None
+            or info.error is not None
+            or not info.partitions
+            or any(p.leader < 0 for p in info.partitions.values())
+        ]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise TransientBusError(
+                f"Kafka at {bootstrap} created topic {waiting[0]} but does not list it"
+                " (or its partition leaders) yet",
+                code="_TIMED_OUT",
+            )
+        time.sleep(0.1)
 
 
 class Producer:
