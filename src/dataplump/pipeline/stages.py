@@ -17,9 +17,12 @@ file with ``present.reports`` (:func:`stages_for`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -51,6 +54,8 @@ NOTIFY_RETRY_FOR = 60.0
 def run_stage(stage: str, config: Path, bootstrap: str, once: bool, stop: Any, events: Any) -> None:
     """Run ``stage`` in this (child) process, reporting on ``events``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
+    _name_process(f"dp-{stage}")
+    _stop_when_orphaned(stop)
     level = logging.getLevelName(os.environ.get("DATAPLUMP_LOG_LEVEL", "warning").upper())
     setup_logging(level=level, prefix=stage)
     if stage == "notify":  # its log lines are the `log` channel's notifications (resolved: INFO)
@@ -79,6 +84,37 @@ def run_stage(stage: str, config: Path, bootstrap: str, once: bool, stop: Any, e
         events.put(("error", stage, f"{type(exc).__name__}: {exc}"))
         return
     events.put(("done", stage, ""))
+
+
+ORPHAN_CHECK_EVERY = 1.0
+"""Seconds between two checks that the supervisor still lives."""
+ORPHAN_GRACE = 60.0
+"""Seconds an orphaned stage has to finish its batch before it ends itself."""
+
+
+def _stop_when_orphaned(stop: Any) -> None:
+    """End this stage when the supervisor is gone (``kill -9`` of ``run`` alone): without it
+    the stages would run on unsupervised, and fence the stages of the next ``run``. Sets
+    ``stop`` (the stage, and its orphaned siblings, finish their batch and exit), then
+    exits hard after :data:`ORPHAN_GRACE` seconds."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_CHECK_EVERY)
+        log.warning("the supervisor (pid %d) is gone; stopping after the current batch", parent)
+        stop.set()
+        time.sleep(ORPHAN_GRACE)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="dataplump-orphan-watch", daemon=True).start()
+
+
+def _name_process(name: str) -> None:
+    """Show ``name`` as this process's name in ``ps``/``top`` (Linux; elsewhere nothing), so
+    an operator, or a test, can tell the stage processes of ``run`` apart."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/comm").write_text(name[:15])
 
 
 def _extract(pipeline: Any, bootstrap: str, once: bool, stop: Any, report: Report) -> None:
