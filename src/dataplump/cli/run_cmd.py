@@ -19,6 +19,7 @@ from dataplump.config import PipelineConfig, load_config
 from dataplump.errors import DataPlumpError
 from dataplump.pipeline.cluster import bootstrap_for
 from dataplump.pipeline.metrics import RunMetrics, Tally
+from dataplump.pipeline.runlock import RunLock
 from dataplump.pipeline.supervisor import Event, StageFailedError, Supervisor
 
 if TYPE_CHECKING:
@@ -120,8 +121,24 @@ def run(
     try:
         pipeline = load_config(config)
         bootstrap = bootstrap_for(pipeline, say=console.print)
+        lock = RunLock(pipeline.name, bootstrap, config.resolve())
+        lock.acquire()  # one run per pipeline: a second one stops here with one line
     except DataPlumpError as exc:
         fail(str(exc))
+    try:
+        _supervise(config, pipeline, bootstrap, once, metrics_port, metrics_host)
+    finally:
+        lock.release()
+
+
+def _supervise(
+    config: Path,
+    pipeline: PipelineConfig,
+    bootstrap: str,
+    once: bool,
+    metrics_port: int,
+    metrics_host: str,
+) -> None:
     baseline = _read_ledger(pipeline, bootstrap)  # what the ledger held before this run
     tables = list(pipeline.tables)
     tally = Tally(tables)
