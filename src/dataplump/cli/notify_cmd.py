@@ -124,7 +124,7 @@ def notify(
     retry_for: float | None = _duration(
         "60s",
         "--retry-for",
-        "With --once: retry each notification this long, then keep it for the next run.",
+        "With --once: retry a failing channel this long, then keep what it owes for the next run.",
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each delivery."),
 ) -> None:

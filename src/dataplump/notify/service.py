@@ -209,8 +209,9 @@ class RetryPolicy:
     maximum: float = 300.0
     """Longest wait between attempts."""
     give_up_after: float | None = None
-    """Stop retrying a notification after this long (``--once``); none: retry while running.
-    A notification given up on stays pending for the next run."""
+    """With ``--once``: how long a failing channel is retried in this run (its budget, from
+    its first failure in a row, not per notification); then it stops, and everything it
+    still owes stays pending for the next run. None: retry while running."""
     terminal_retry_after: float = 900.0
     """After a terminal error the notification waits this long before the next try."""
 
@@ -261,6 +262,10 @@ class _Deliverer(threading.Thread):
         self.stop, self.clock, self.drain = stop, clock, drain
         self.delivered = 0
         self.crashed: BaseException | None = None
+        self.gave_up = False
+        """The channel spent its ``give_up_after`` budget: it stops for this run."""
+        self._failing_since: float | None = None
+        """Monotonic time of the first failure since the last delivery."""
         self._backoff = wait_exponential_jitter(
             multiplier=retry.initial, max=retry.maximum, jitter=retry.initial
         )
@@ -278,6 +283,16 @@ class _Deliverer(threading.Thread):
             item = self.outbox.next(self.channel.name, now)
             if isinstance(item, Delivery):
                 self._deliver(item)
+                if self.gave_up:  # keep the rest for the next run, untried: no 60 s each
+                    owed = len(self.outbox.pending().get(self.channel.name, []))
+                    log.error(
+                        "%s: gave up for this run after %.0fs of failures; %d notification(s)"
+                        " kept pending for the next run",
+                        self.channel.name,
+                        self.retry.give_up_after or 0.0,
+                        owed,
+                    )
+                    return
                 continue
             if self.drain and (item is None or math.isinf(item)):
                 return
@@ -293,8 +308,15 @@ class _Deliverer(threading.Thread):
         return base
 
     def _stop_retrying(self, state: RetryCallState) -> bool:
-        limit, elapsed = self.retry.give_up_after, state.seconds_since_start
-        return self.stop.is_set() or (limit is not None and (elapsed or 0.0) >= limit)
+        if self.stop.is_set():
+            return True
+        limit = self.retry.give_up_after
+        if limit is None:
+            return False
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now - (state.seconds_since_start or 0.0)
+        return now - self._failing_since >= limit
 
     def _before_sleep(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -313,6 +335,7 @@ class _Deliverer(threading.Thread):
         if current is None:
             return
         self.channel.send(current.notification)
+        self._failing_since = None
         self.outbox.delivered(current)
         self.delivered += 1
         log.debug("%s: delivered %s", self.channel.name, current.notification.id)
@@ -334,6 +357,7 @@ class _Deliverer(threading.Thread):
         except TransientNotifyError as exc:
             retry_at = later or self.clock() + self.retry.maximum
             self.outbox.failed(item, str(exc), retry_at)
+            self.gave_up = self.drain and not self.stop.is_set()
             if not self.stop.is_set():
                 log.error("%s; kept pending, retried %s", exc, _when_retried(later))
         except TerminalNotifyError as exc:

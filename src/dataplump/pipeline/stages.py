@@ -48,7 +48,9 @@ def stages_for(pipeline: PipelineConfig) -> tuple[str, ...]:
 
 
 NOTIFY_RETRY_FOR = 60.0
-"""With ``once``: seconds each notification is retried before it is kept for next time."""
+"""With ``once``: seconds a failing channel is retried before what it owes is kept for the next
+run (a budget per channel and run, not per notification: a dead channel costs ``run --once``
+this long at most, however many incidents it owes)."""
 
 
 def run_stage(stage: str, config: Path, bootstrap: str, once: bool, stop: Any, events: Any) -> None:
