@@ -1,9 +1,11 @@
 """Real receivers on 127.0.0.1 for notifier tests: an HTTP server and an SMTP server.
 
 ``WebhookServer`` records every POST and answers what ``respond`` says (200 by
-default). ``Mailbox`` is an aiosmtpd server; with a certificate it requires STARTTLS
-and AUTH LOGIN. ``self_signed`` makes a certificate for 127.0.0.1 with the
-``openssl`` command line (``cryptography`` is not in the project's environment).
+default; :meth:`WebhookServer.fail` makes it answer 500). ``Mailbox`` is an aiosmtpd
+server; with a certificate it requires STARTTLS and AUTH LOGIN; ``refusing`` makes it
+refuse every mail with ``421`` (service not available) until cleared. ``self_signed``
+makes a certificate for 127.0.0.1 with the ``openssl`` command line (``cryptography``
+is not in the project's environment).
 """
 
 from __future__ import annotations
@@ -76,6 +78,19 @@ class WebhookServer:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
+    def fail(self, status: int = 500) -> None:
+        """Answer every request with ``status`` (an outage) until :meth:`recover`."""
+        self.respond = lambda _request: (status, b"down", {})
+
+    def recover(self) -> None:
+        """Answer 200 again."""
+        self.respond = lambda _request: (200, b"ok", {})
+
+    def failed(self, path: str | None = None) -> list[Request]:
+        """Requests answered with a status of 500 or more."""
+        with self._lock:
+            return [r for r in self.requests if r.status >= 500 and path in (None, r.path)]
+
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
@@ -121,6 +136,10 @@ class Mailbox:
         password: str = "s3cret-pw",  # noqa: S107 (a test server's)
     ) -> None:
         self.mails: list[Mail] = []
+        self.refusing = False
+        """Refuse every mail with 421 (a server that is down for maintenance)."""
+        self.refused = 0
+        """Mails refused while :attr:`refusing`."""
         self.logins: list[tuple[str, str, bool]] = []
         self.port = free_port()
         self._user, self._password = user.encode(), password.encode()
@@ -148,6 +167,21 @@ class Mailbox:
         login = data.login.decode() if isinstance(data, LoginPassword) else "?"
         self.logins.append((mechanism, login, ok))
         return AuthResult(success=ok, handled=False, auth_data=data)
+
+    async def handle_MAIL(
+        self,
+        _server: SMTP,
+        _session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        if self.refusing:
+            self.refused += 1
+            return "421 4.3.2 Service not available, closing transmission channel"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_DATA(self, _server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.content
