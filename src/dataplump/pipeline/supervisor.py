@@ -18,8 +18,10 @@ Two modes:
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
-import queue
+import multiprocessing.connection
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -61,10 +63,58 @@ class StageState:
     """Its last error was one a retry cannot fix."""
     stop_seen: float | None = None
     """When the supervisor first saw the child still running after :meth:`Supervisor.stop`."""
+    events: Any = field(default=None, repr=False)
+    """The supervisor's end of the running child's own event pipe."""
 
 
 Event = tuple[str, str, Any]
 """(kind, stage, payload): what the children report, and ``restart`` / ``crash`` from here."""
+
+
+class StopFlag:
+    """The stop signal of every stage: one byte of shared memory, no lock.
+
+    A ``multiprocessing.Event`` is a condition over a lock that every process shares: a
+    stage killed with ``kill -9`` while inside ``is_set()`` or ``wait()`` left that lock taken
+    for ever, and the supervisor and every other stage froze at their next look at it (a
+    Ctrl-C then did nothing). Reading and writing one byte needs no lock; :meth:`wait`
+    polls every 50 ms.
+    """
+
+    def __init__(self, context: Any) -> None:
+        self._flag = context.RawValue(ctypes.c_bool, False)
+
+    def set(self) -> None:
+        self._flag.value = True
+
+    def is_set(self) -> bool:
+        return bool(self._flag.value)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until set or ``timeout`` seconds passed; True if set."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._flag.value:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            time.sleep(0.05 if left is None else min(0.05, left))
+        return True
+
+
+class EventSender:
+    """A stage's end of its own event pipe to the supervisor (``put`` like a queue's).
+
+    One pipe per stage process, one writer each: a stage killed while reporting can only
+    break its own pipe. (A shared ``multiprocessing.Queue`` has a writers' lock that a
+    killed stage keeps for ever, silencing the others.)
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    def put(self, event: Event) -> None:
+        with contextlib.suppress(OSError):  # the supervisor is gone: nobody to tell
+            self._connection.send(event)
 
 
 class Supervisor:
@@ -88,8 +138,7 @@ class Supervisor:
         self.bootstrap = bootstrap
         self.on_event = on_event
         self._context = multiprocessing.get_context("spawn")
-        self._stop = self._context.Event()
-        self._events: Any = self._context.Queue()
+        self._stop = StopFlag(self._context)
         self.states = {name: StageState(name) for name in stages}
 
     # -- control ------------------------------------------------------------------------
@@ -159,14 +208,21 @@ class Supervisor:
     # -- internals ----------------------------------------------------------------------
 
     def _start(self, state: StageState, *, once: bool) -> None:
+        if state.events is not None:
+            state.events.close()
+        reader, writer = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=run_stage,
-            args=(state.name, self.config, self.bootstrap, once, self._stop, self._events),
+            args=(state.name, self.config, self.bootstrap, once, self._stop, EventSender(writer)),
             name=f"dataplump-{state.name}",
             daemon=True,
         )
-        process.start()
+        try:
+            process.start()
+        finally:
+            writer.close()  # the child holds its own copy: its death ends the pipe
         state.process = process
+        state.events = reader
         state.status = "running"
         state.reported = False
         state.started_at = time.monotonic()
@@ -174,23 +230,36 @@ class Supervisor:
 
     def _drain_events(self, timeout: float, limit: int = 500) -> None:
         """Handle the events waiting (at most ``limit``, so a view keeps refreshing)."""
-        try:
-            event: Event = self._events.get(timeout=timeout)
-        except queue.Empty:
+        readers = [s.events for s in self.states.values() if s.events is not None]
+        if not readers:
+            time.sleep(timeout)
             return
-        for _ in range(limit):
-            kind, stage, payload = event
-            state = self.states.get(stage)
-            if state is not None and kind in ("done", "error", "fatal"):
-                state.reported = True
-                state.fatal = kind == "fatal"
-                if kind != "done":
-                    state.last_error = str(payload)
-            self.on_event(event)
-            try:
-                event = self._events.get_nowait()
-            except queue.Empty:
-                return
+        handled = 0
+        for reader in multiprocessing.connection.wait(readers, timeout):
+            state = next(s for s in self.states.values() if s.events is reader)
+            while handled < limit and self._read_event(state):
+                handled += 1
+
+    def _read_event(self, state: StageState) -> bool:
+        """Handle one event of ``state``'s pipe if one is there; False if none (or the pipe
+        ended: the child is gone, its last events read)."""
+        reader = state.events
+        try:
+            if reader is None or not reader.poll():
+                return False
+            kind, stage, payload = reader.recv()
+        except (EOFError, OSError):
+            if reader is not None:
+                reader.close()
+            state.events = None
+            return False
+        if kind in ("done", "error", "fatal") and stage == state.name:
+            state.reported = True
+            state.fatal = kind == "fatal"
+            if kind != "done":
+                state.last_error = str(payload)
+        self.on_event((kind, stage, payload))
+        return True
 
     def _check(self, state: StageState, *, once: bool, now: float) -> None:
         """Notice a child that ended; in forever mode, schedule and make its restart."""
@@ -205,7 +274,8 @@ class Supervisor:
                 self._kill_if_overdue(state, now)
             return
         state.process.join()
-        self._drain_events(0.05)  # its last event may still be in the pipe
+        while self._read_event(state):  # its last events are still in its pipe
+            pass
         code = state.process.exitcode
         if not state.reported:
             state.last_error = f"the process died (exit code {code})"
