@@ -127,7 +127,7 @@ def create_topics(
     """Create the topics that do not exist yet; return the names created.
 
     Returns once every topic (created here or by someone else at the same time) shows in
-    the cluster's metadata with a leader for each partition: a consumer that subscribes
+    the cluster's metadata with its partitions: a consumer that subscribes
     to a topic the broker does not list yet ignores it until its next metadata refresh
     (librdkafka's ``topic.metadata.refresh.interval.ms``, 5 minutes), which on a fresh
     broker left ``run``'s loader reading nothing but the alerts for minutes.
@@ -181,7 +181,8 @@ def create_topics(
 
 
 def _await_metadata(admin: AdminClient, names: list[str], deadline: float, bootstrap: str) -> None:
-    """Wait until the metadata lists every topic of ``names``, each partition with a leader."""
+    """Wait until the metadata lists every topic of ``names`` with its partitions (a leader
+    down on an existing topic is not waited for: that is the consumer's to ride out)."""
     waiting = list(names)
     while True:
         try:
@@ -194,14 +195,12 @@ def _await_metadata(admin: AdminClient, names: list[str], deadline: float, boots
             if (info := metadata.topics.get(name)) is None
             or info.error is not None
             or not info.partitions
-            or any(p.leader < 0 for p in info.partitions.values())
         ]
         if not waiting:
             return
         if time.monotonic() > deadline:
             raise TransientBusError(
-                f"Kafka at {bootstrap} created topic {waiting[0]} but does not list it"
-                " (or its partition leaders) yet",
+                f"Kafka at {bootstrap} created topic {waiting[0]} but does not list it yet",
                 code="_TIMED_OUT",
             )
         time.sleep(0.1)
