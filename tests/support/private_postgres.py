@@ -1,0 +1,27 @@
+"""A PostgreSQL server of one test only, for tests that stop and start it: the shared
+server of the session must stay up for every other test."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dataplump.services.kafka import free_port
+from dataplump.testing.databases import PostgresServer
+
+
+@contextmanager
+def private_postgres(tag: str) -> Iterator[PostgresServer]:
+    """Start a PostgreSQL server on a free port; purge it (data and all) at the end."""
+    # Not under tmp_path: the server's OS user must traverse every parent directory.
+    home = Path("/var/tmp") / f"dataplump-{tag}-{uuid.uuid4().hex[:8]}"
+    server = PostgresServer(port=free_port(), services_dir=home)
+    server.ensure_running()
+    try:
+        yield server
+    finally:
+        server.purge()
+        shutil.rmtree(home, ignore_errors=True)
