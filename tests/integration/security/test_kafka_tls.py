@@ -11,6 +11,7 @@ broker's own log included)."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ import pytest
 
 from dataplump.services.kafka import KafkaManager, free_port
 from tests.support.cli import CliResult, run_command
+from tests.support.docs import yaml_block
 from tests.support.tls import Certificate, issue, make_ca
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
@@ -34,16 +36,14 @@ BOUND = {"extract": 20.0, "run": 60.0}
 """Seconds within which a refused login or handshake must be reported (`run` starts
 every stage's process first; on 2 shared cores that alone takes 10-15 s)."""
 
+DOCS_KAFKA = yaml_block("security.md", "## Kafka over SASL/SCRAM and TLS")
+"""The `kafka:` section docs/security.md shows, run as written but for the address."""
+DOCS_BOOTSTRAP = "kafka1.example.com:9093"
+
 PIPELINE = """\
 pipeline: {{name: {name}}}
 source: {{url: "sqlite:///{db}"}}
-kafka:
-  bootstrap_servers: "{bootstrap}"
-  security_protocol: SASL_SSL
-  sasl_mechanism: SCRAM-SHA-512
-  sasl_username: {user}
-  sasl_password: ${{KAFKA_PASSWORD}}
-  ssl_ca_location: {ca}
+{kafka}
 sinks:
   lake: {{kind: delta, path: lake}}
 tables:
@@ -123,14 +123,16 @@ class Work:
     folder: Path
     name: str
 
-    def pipeline(self, broker: TlsBroker, *, ca: Path, file: str = "dataplump.yaml") -> Path:
-        path = self.folder / file
-        path.write_text(
-            PIPELINE.format(
-                name=self.name, db=self.folder / "shop.db", bootstrap=broker.secured, user=USER,
-                ca=ca,
-            )
-        )  # fmt: skip
+    def pipeline(self, broker: TlsBroker, *, ca: Path) -> Path:
+        """The pipeline file, with the docs' `kafka:` section; ``ca`` is copied to where
+        that section's relative `ssl_ca_location` points (beside the pipeline file)."""
+        assert DOCS_BOOTSTRAP in DOCS_KAFKA
+        assert f"sasl_username: {USER}\n" in DOCS_KAFKA
+        (self.folder / "tls").mkdir(exist_ok=True)
+        shutil.copyfile(ca, self.folder / "tls" / "ca.pem")
+        kafka = DOCS_KAFKA.replace(DOCS_BOOTSTRAP, broker.secured).strip()
+        path = self.folder / "dataplump.yaml"
+        path.write_text(PIPELINE.format(name=self.name, db=self.folder / "shop.db", kafka=kafka))
         return path
 
     def dataplump(self, *args: str, password: str = PASSWORD) -> CliResult:
@@ -184,7 +186,7 @@ def test_run_once_goes_through_scram_over_tls_exactly(work: Work, tls_broker: Tl
     shown = work.dataplump("config", "check", "-c", str(config), "--show")
     assert shown.returncode == 0, shown.describe()
     assert "SASL_SSL" in shown.stdout
-    assert str(tls_broker.ca.cert) in shown.stdout
+    assert str(work.folder / "tls" / "ca.pem") in shown.stdout  # resolved beside the file
     assert not leaks(shown.stdout + shown.stderr), shown.describe()
     assert assert_no_file_holds_the_password(work.folder, tls_broker.data_dir) > 10
 
