@@ -333,6 +333,10 @@ class KafkaConfig(_Model):
     """SASL user name; required for SASL protocols."""
     sasl_password: OptionalSecret = None
     """SASL password; required for SASL protocols. Secret."""
+    ssl_ca_location: Path | None = None
+    """PEM file of the CA certificate(s) the brokers' TLS certificates are checked against
+    (relative to the pipeline file); librdkafka's `ssl.ca.location`. Unset: the system's
+    trusted CAs. Only with SSL or SASL_SSL."""
     extra: dict[str, Annotated[str, BeforeValidator(_to_property)]] = Field(
         default_factory=dict, repr=False
     )
@@ -347,6 +351,29 @@ class KafkaConfig(_Model):
     def is_managed(self) -> bool:
         """True when DataPlump runs the local broker (no `bootstrap_servers`)."""
         return self.bootstrap_servers is None
+
+    @field_validator("ssl_ca_location", mode="before")
+    @classmethod
+    def _ca_file(cls, value: Any, info: ValidationInfo) -> Any:
+        value = _blank_to_none(value)
+        if value is None or not isinstance(value, str | Path):
+            return value
+        path = _resolve(Path(value), info)
+        # Checked here, so a wrong path is a config error at its line, not a TLS failure
+        # librdkafka reports later as "certificate verify failed".
+        if not path.is_file():
+            raise ValueError(f"no such CA file: {path} (relative paths start at the pipeline file)")
+        return path
+
+    @model_validator(mode="after")
+    def _tls_only_with_ssl(self) -> KafkaConfig:
+        if self.ssl_ca_location is not None and not self.security_protocol.endswith("SSL"):
+            raise conflict(
+                f"`ssl_ca_location` is set but security_protocol is `{self.security_protocol}`;"
+                " use SSL or SASL_SSL, or remove `ssl_ca_location`",
+                "ssl_ca_location",
+            )
+        return self
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaConfig:
@@ -386,6 +413,8 @@ class KafkaConfig(_Model):
             conf["sasl.mechanism"] = self.sasl_mechanism
             conf["sasl.username"] = self.sasl_username
             conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location is not None:
+            conf["ssl.ca.location"] = str(self.ssl_ca_location)
         return conf | self.extra
 
 

@@ -33,7 +33,7 @@ import subprocess
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -203,6 +203,10 @@ class KafkaManager:
 
     ``extra_properties`` are appended to ``server.properties`` as given (listeners
     with SASL/TLS, retention, ...); they win over the defaults written here.
+    ``scram_users`` (name to password) are SCRAM credentials written into the
+    metadata log when the storage is formatted, once per mechanism in
+    ``scram_mechanisms``: KRaft has no other way to have them before the broker
+    answers its first login. A data dir formatted earlier keeps the users it has.
     """
 
     def __init__(
@@ -213,11 +217,27 @@ class KafkaManager:
         heap: str = DEFAULT_HEAP,
         extra_properties: Mapping[str, str] | None = None,
         jar_cache: Path | None = None,
+        scram_users: Mapping[str, str] | None = None,
+        scram_mechanisms: Sequence[str] = ("SCRAM-SHA-512",),
     ) -> None:
         self.data_dir = data_dir.expanduser().resolve()
         self.port = port
         self.heap = heap
         self.extra_properties = dict(extra_properties or {})
+        self._scram_users = dict(scram_users or {})
+        self._scram_mechanisms = tuple(scram_mechanisms)
+        for name, password in self._scram_users.items():
+            # kafka-storage's --add-scram syntax quotes values with `"` and has no escape.
+            if not name or not password or any(c in name + password for c in '"\n\r'):
+                raise KafkaServiceError(
+                    f"SCRAM user {name!r}: the name and password must be non-empty, "
+                    'one line and without `"`'
+                )
+        unknown = set(self._scram_mechanisms) - {"SCRAM-SHA-256", "SCRAM-SHA-512"}
+        if unknown:
+            raise KafkaServiceError(
+                f"unknown SCRAM mechanism {sorted(unknown)[0]}: use SCRAM-SHA-256 or SCRAM-SHA-512"
+            )
         self.version = kafka_version()
         self.libs_dir = (jar_cache or cache_dir()) / "kafka" / self.version / "libs"
 
@@ -398,10 +418,17 @@ class KafkaManager:
             "--config",
             str(self._properties_file),
             "--ignore-formatted",
+            *(
+                f'--add-scram={mechanism}=[name="{name}",password="{password}"]'
+                for name, password in self._scram_users.items()
+                for mechanism in self._scram_mechanisms
+            ),
         )
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
+            for password in self._scram_users.values():  # the tool may echo its arguments
+                tail = tail.replace(password, "***")
             raise KafkaServiceError(f"formatting Kafka storage in {self._log_dirs} failed: {tail}")
 
     def _wait_ready(self, bootstrap: str, pid: int, *, deadline: float) -> None:
