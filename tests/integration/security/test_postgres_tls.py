@@ -13,7 +13,6 @@ line with the URL masked; the planted password is in no output and no file of an
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,10 +24,10 @@ import pytest
 import sqlalchemy as sa
 from psycopg.conninfo import make_conninfo
 
-from dataplump.services.kafka import free_port
 from dataplump.testing.databases import PostgresServer
 from tests.support.cli import CliResult, run_command
 from tests.support.docs import yaml_block
+from tests.support.private_postgres import private_postgres
 from tests.support.tls import Certificate, issue, make_ca
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
@@ -82,16 +81,9 @@ def tls_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsPostgr
     tls = tmp_path_factory.mktemp("pg-tls-certs")
     ca, other = make_ca(tls, "ca"), make_ca(tls, "other-ca")
     certificate = issue(ca, tls, "postgres")
-    # Not under tmp_path: the server's OS user must traverse every parent directory.
-    home = Path("/var/tmp") / f"dataplump-pgtls-{uuid.uuid4().hex[:8]}"
-    server = PostgresServer(
-        port=free_port(),
-        services_dir=home,
-        ssl_cert_file=certificate.cert,
-        ssl_key_file=certificate.key,
-    )
-    try:
-        server.ensure_running()
+    with private_postgres(
+        "pgtls", ssl_cert_file=certificate.cert, ssl_key_file=certificate.key
+    ) as server:
         database = sa.make_url(server.create_database()).database
         assert database
         with server._admin("set up the role") as conn:
@@ -111,9 +103,6 @@ def tls_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsPostgr
             conn.exec_driver_sql(f"ALTER TABLE orders OWNER TO {ROLE}")
         admin.dispose()
         yield TlsPostgres(server, database, ca, other)
-    finally:
-        server.purge()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 @dataclass(frozen=True)
