@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from dataplump.pipeline import topics
 from dataplump.pipeline.state import ensure_state_topics
@@ -25,6 +24,7 @@ from dataplump.testing.databases import PostgresServer
 from tests.support.extraction import (
     Extraction,
     OrdersDb,
+    fill_wide_orders,
     is_valid,
     orders_table,
     write_pipeline,
@@ -40,16 +40,6 @@ batches when the server goes."""
 BATCH = 2_000
 DOWN_SECONDS = 3.0
 
-FILL = """
-INSERT INTO orders
-SELECT g,
-       CASE WHEN g % 20 = 7 THEN -(1 + g % 9) - 0.5 ELSE (g % 1000) + 0.10 END,
-       CASE WHEN g % 60 = 7 THEN 'lost' WHEN g % 2 = 1 THEN 'new' ELSE 'paid' END,
-       timestamptz '2024-01-01 00:00:00.25+00' + (g / 7) * interval '1 second',
-       repeat('x', 200)
-FROM generate_series(1, :rows) AS g
-"""
-
 
 @pytest.fixture
 def server() -> Iterator[PostgresServer]:
@@ -61,9 +51,7 @@ def server() -> Iterator[PostgresServer]:
 def orders(server: PostgresServer) -> Iterator[OrdersDb]:
     db = OrdersDb("postgres", server.create_database())
     db.create()
-    with db.engine.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE orders ADD COLUMN note text")
-        conn.execute(sa.text(FILL), {"rows": ROWS})
+    fill_wide_orders(db, ROWS)
     db.engine.dispose()  # no connection of the test's own survives the restart
     yield db
     db.close()
