@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     url = server.create_database()
     results: list[report.Result] = []
     started = dt.datetime.now(dt.UTC)
+    logs = ROOT / ".cache" / "bench-logs" / f"{started:%Y%m%dT%H%M%SZ}"
     try:
         loaded = load(url, env.tpchgen(), scale, rows)
         print(f"TPC-H SF {scale}: {loaded:,} lineitem rows in PostgreSQL", flush=True)
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
                     work.mkdir()
                     ctx = Context(
                         url, bootstrap, kafka.libs_dir, loaded, work,
-                        None if args.no_peers else peers_python,
+                        None if args.no_peers else peers_python, logs,
                     )  # fmt: skip
                     print(f"scenario {number} ...", flush=True)
                     results += SCENARIOS[number](ctx)
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     args.results.mkdir(parents=True, exist_ok=True)
     out = args.results / f"{started:%Y%m%dT%H%M%SZ}.json"
     out.write_text(report.to_json(results, meta) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {out} (each candidate's output in {logs})")
     if not args.no_docs:
         doc = ROOT / "docs" / "benchmarks.md"
         chart = doc.with_suffix(".svg")

@@ -37,32 +37,39 @@ class Context:
     work: Path
     peers_python: Path | None
     """The bench env's python; None when peers are skipped (``--no-peers``)."""
+    logs: Path
+    """Where each candidate's stdout and stderr are kept, to see where its time went."""
+
+    def log(self, tool: str) -> Path:
+        return self.logs / f"{self.work.name}-{tool}.log"
 
 
-def run_child(cmd: Sequence[str], env: dict[str, str] | None = None) -> tuple[int, str, str, float]:
+def run_child(cmd: Sequence[str], log: Path | None = None) -> tuple[int, str, str, float]:
     """Run ``cmd``; return its exit code, stdout, stderr tail and peak RSS in MB.
 
     ``os.wait4`` gives the child's own rusage, so a peer's memory is never mixed with
     the harness's; stderr goes to a file so a chatty child cannot block on a full pipe.
+    With ``log``, the command, its stdout and its stderr are written there.
     """
     with tempfile.TemporaryFile("w+") as errors:
         proc = subprocess.Popen(
             list(cmd), stdout=subprocess.PIPE, stderr=errors, text=True,
-            env={**os.environ, **(env or {})}, cwd=ROOT,
+            cwd=ROOT,
         )  # fmt: skip
         out = proc.stdout.read() if proc.stdout else ""
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = code = os.waitstatus_to_exitcode(status)
         errors.seek(0)
-        err = errors.read()[-3000:]
-    return code, out, err, usage.ru_maxrss / 1024
+        err = errors.read()
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"$ {' '.join(cmd)}\n# exit {code}\n{out}\n# stderr\n{err}")
+    return code, out, err[-3000:], usage.ru_maxrss / 1024
 
 
-def measure(
-    cmd: Sequence[str], env: dict[str, str] | None = None
-) -> tuple[dict[str, float], float]:
+def measure(cmd: Sequence[str], log: Path | None = None) -> tuple[dict[str, float], float]:
     """Run ``cmd``; return the JSON of its last JSON stdout line and its peak RSS in MB."""
-    code, out, err, rss = run_child(cmd, env)
+    code, out, err, rss = run_child(cmd, log)
     if code != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {code}:\n{err}")
     lines = [line for line in out.strip().splitlines() if line.startswith("{")]
@@ -123,7 +130,7 @@ def scenario_1(ctx: Context) -> list[Result]:
     # Wall time of the whole command: stage processes start, drain, ledger check.
     started = time.perf_counter()
     code, _, err, rss = run_child(
-        [cli, "run", "-c", str(pipeline), "--once", "--metrics-port", "0"]
+        [cli, "run", "-c", str(pipeline), "--once", "--metrics-port", "0"], ctx.log("dataplump")
     )
     seconds = time.perf_counter() - started
     if code != 0:
@@ -135,7 +142,9 @@ def scenario_1(ctx: Context) -> list[Result]:
     for tool, script in (("dlt", "dlt_lake.py"), ("floor", "floor_lake.py")):
         folder = ctx.work / f"lake-{tool}"
         folder.mkdir()
-        data, rss = measure([str(ctx.peers_python), str(peers / script), ctx.url, str(folder)])
+        data, rss = measure(
+            [str(ctx.peers_python), str(peers / script), ctx.url, str(folder)], ctx.log(tool)
+        )
         out.append(result(tool, 1, data, rss))
     return out
 
@@ -163,7 +172,7 @@ def perf_test(ctx: Context, rows: int, record_size: int) -> tuple[dict[str, floa
         "--throughput", "-1", "--producer-props", f"bootstrap.servers={ctx.bootstrap}",
         "acks=all", "linger.ms=20", "enable.idempotence=true",
     ]  # fmt: skip
-    code, out, err, rss = run_child(cmd)
+    code, out, err, rss = run_child(cmd, ctx.log("kafka-perf-test"))
     last = [m for line in out.splitlines() if (m := PERF_LINE.match(line.strip()))]
     if code != 0 or not last:
         raise RuntimeError(f"ProducerPerformance failed ({code}):\n{err}")
@@ -177,7 +186,9 @@ def scenario_2(ctx: Context) -> list[Result]:
     out = []
     size = 0
     for tool in ("dataplump", "naive"):
-        data, rss = measure([sys.executable, "-m", "bench.extract", "--child", tool, pipeline])
+        data, rss = measure(
+            [sys.executable, "-m", "bench.extract", "--child", tool, pipeline], ctx.log(tool)
+        )
         out.append(result(tool, 2, data, rss))
         if tool == "naive":
             size = round(data["value_bytes"] / max(1, data["rows"]))

@@ -78,9 +78,9 @@ def load(url: str, tpchgen: Path, scale: float, rows: int | None) -> int:
         files = generate(tpchgen, scale, Path(tmp))
         with psycopg.connect(dsn) as conn:
             for name, columns in DDL.items():
-                conn.execute(f"CREATE TABLE {name} ({columns})")  # type: ignore[arg-type]
+                conn.execute(f"CREATE TABLE {name} ({columns})")
                 with (
-                    conn.cursor().copy(f"COPY {name} FROM STDIN (FORMAT csv, HEADER true)") as copy,  # type: ignore[arg-type]
+                    conn.cursor().copy(f"COPY {name} FROM STDIN (FORMAT csv, HEADER true)") as copy,
                     files[name].open("rb") as src,
                 ):
                     while chunk := src.read(1 << 20):
