@@ -143,6 +143,7 @@ def chart_svg(results: Sequence[Result]) -> str:
             row=alt.Row("scenario:N", title=None),
         )
         .properties(width=420)
+        .resolve_scale(y="independent")
     )
     return str(vlc.vegalite_to_svg(chart.to_json()))
 

@@ -121,7 +121,7 @@ def delta_rows(table: Path) -> int:
 
 
 def scenario_1(ctx: Context) -> list[Result]:
-    """DataPlump ``run --once`` (through Kafka) vs dlt vs the hand-written floor."""
+    """DataPlump ``run --once`` (through Kafka) vs dlt (ConnectorX, pyarrow) vs the floor."""
     import time
 
     lake = ctx.work / "lake-dataplump"
@@ -139,11 +139,16 @@ def scenario_1(ctx: Context) -> list[Result]:
     if ctx.peers_python is None:
         return out
     peers = ROOT / "bench" / "peers"
-    for tool, script in (("dlt", "dlt_lake.py"), ("floor", "floor_lake.py")):
+    for tool, script, *extra in (
+        ("dlt", "dlt_lake.py", "connectorx"),
+        ("dlt-pyarrow", "dlt_lake.py", "pyarrow"),
+        ("floor", "floor_lake.py"),
+    ):
         folder = ctx.work / f"lake-{tool}"
         folder.mkdir()
         data, rss = measure(
-            [str(ctx.peers_python), str(peers / script), ctx.url, str(folder)], ctx.log(tool)
+            [str(ctx.peers_python), str(peers / script), ctx.url, str(folder), *extra],
+            ctx.log(tool),
         )
         out.append(result(tool, 1, data, rss))
     return out

@@ -19,6 +19,7 @@ PINS = (
     "connectorx==0.4.6",
     "deltalake==1.6.6",
     "polars==2.1.0",
+    "psycopg[binary]==3.3.9",  # SQLAlchemy's driver for dlt's table reflection
 )
 """What the peers run with; ``.cache/bench-venv/pins.txt`` records the last install."""
 
