@@ -33,6 +33,32 @@ from dataplump.errors import BusError, TerminalBusError, TransientBusError
 
 Headers = list[tuple[str, str | bytes | None]]
 
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
+"""librdkafka's default ``message.max.bytes``: the largest record a producer accepts."""
+_RECORD_SLACK = 1024
+"""Bytes kept free under ``message.max.bytes`` for what librdkafka adds to a record."""
+
+
+def max_record_bytes(client: Mapping[str, Any]) -> int:
+    """The largest key + value + headers a producer of settings ``client`` sends, with
+    some slack: a larger record is refused by ``produce`` (MSG_SIZE_TOO_LARGE)."""
+    try:
+        limit = int(client.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
+    except (TypeError, ValueError):
+        limit = DEFAULT_MESSAGE_MAX_BYTES
+    return max(limit - _RECORD_SLACK, 1)
+
+
+def record_bytes(
+    key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, str | bytes | None]] = ()
+) -> int:
+    """The size librdkafka checks against ``message.max.bytes``, give or take a few bytes."""
+    size = len(key or b"") + len(value or b"")
+    for name, data in headers:
+        size += len(name) + len(data or b"") + 2
+    return size
+
+
 _librdkafka_log = logging.getLogger("dataplump.kafka")
 # Without a configured handler, its lines are dropped, not printed by logging's last
 # resort: every failure they describe also reaches the caller as a wrapped error.
