@@ -19,6 +19,8 @@ On real Kafka and a real SQLite source, nothing mocked:
 from __future__ import annotations
 
 import json
+import math
+import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from dataplump.config import load_config
 from dataplump.errors import BusError
 from dataplump.pipeline import topics
 from dataplump.pipeline.extract import Extractor
+from tests.support.cli import run_command
 from tests.support.topics import headers_of, read_committed, value_of
 from tests.support.transformation import Expected, run_transform, write_pipeline
 
@@ -252,3 +255,188 @@ def test_nasty_active_records_end_in_the_failed_store_and_the_stage_goes_on(
     processed_total = sum(len(v) for v in processed.values())
     filtered = len(expected.dropped) + sum(1 for e in nasty if e.get("ends") == "filtered")
     assert processed_total + failed_total + filtered == consumed, summary
+
+
+# -- extraction: nasty source rows ------------------------------------------------------
+
+SOURCE_CONTRACT = {
+    "version": "1",
+    "columns": {
+        "id": {"type": "int64", "not_null": True, "unique": True},
+        "seq": {"type": "int64", "not_null": True},
+        "name": {"type": "string"},
+        "price": {"type": "double", "min": 0, "max": 1000},
+        "note": {"type": "string"},
+    },
+}
+
+
+def _source_pipeline(folder: Path, bootstrap: str, *, mode: str = "full") -> tuple[Path, str]:
+    """A SQLite table ``t`` without a primary key constraint (so ids may repeat or be
+    NULL) and a pipeline reading it with ``SOURCE_CONTRACT``; returns (file, name)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(folder / "src.db") as db:
+        db.execute("CREATE TABLE t (id INTEGER, seq INTEGER, name TEXT, price REAL, note TEXT)")
+    name = f"bx{uuid.uuid4().hex[:8]}"
+    table: dict[str, Any] = {"primary_key": "id", "contract": SOURCE_CONTRACT}
+    if mode == "incremental":
+        table |= {"mode": "incremental", "cursor": "seq"}
+    config = {
+        "pipeline": {"name": name},
+        "source": {"url": f"sqlite:///{folder / 'src.db'}"},
+        "kafka": {"bootstrap_servers": bootstrap},
+        "tables": {"t": table},
+    }
+    path = folder / "dataplump.yaml"
+    path.write_text(json.dumps(config, indent=2))
+    return path, name
+
+
+def _insert(folder: Path, rows: list[tuple[Any, ...]], sql: str | None = None) -> None:
+    with sqlite3.connect(folder / "src.db") as db:
+        if rows:
+            marks = ", ".join("?" * len(rows[0]))
+            db.executemany(f"INSERT INTO t VALUES ({marks})", rows)  # noqa: S608 - test SQL
+        if sql:
+            db.executescript(sql)
+
+
+def _extract(path: Path, logs: Path) -> Any:
+    return run_command("extract", "-c", str(path), "--once", logs=logs, cwd=path.parent)
+
+
+def _landed(bootstrap: str, name: str) -> tuple[list[Message], list[Message]]:
+    active = read_committed(bootstrap, topics.active(name, "t"))
+    dlq = read_committed(bootstrap, topics.dlq(name, "t"))
+    return active, dlq
+
+
+def _rules(message: Message) -> str:
+    return headers_of(message)["dp.error.rules"].decode()
+
+
+def _by_id(messages: list[Message]) -> dict[int, list[Message]]:
+    out: dict[int, list[Message]] = {}
+    for message in messages:
+        out.setdefault(int(json.loads(message.key() or b"{}")["id"]), []).append(message)
+    return out
+
+
+def test_nasty_source_rows_end_on_active_or_in_the_dlq_and_none_is_lost(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    path, name = _source_pipeline(tmp_path, kafka_bootstrap)
+    rows: list[tuple[Any, ...]] = [(i, i, f"n{i}", float(i), "ok") for i in range(1, 201)]
+    nasty: list[tuple[Any, ...]] = [
+        (301, 301, "nul\x00byte", 1.0, "a NUL character"),
+        (302, 302, "inf", math.inf, "infinite"),
+        (303, 303, "-inf", -math.inf, "minus infinite"),
+        (304, 304, "nan", math.nan, "SQLite keeps NaN as NULL"),
+        (305, 305, "huge", 1.0, "x" * 2_000_000),  # over message.max.bytes
+        (306, 306, "large", 1.0, "y" * 400_000),  # under it
+        (307, 307, "astral \U0001f600 and \u202e bidi", 1.0, "ok"),
+        (308, 308, "dup 1", 1.0, "same id twice"),
+        (308, 309, "dup 2", 2.0, "same id twice"),
+    ]
+    _insert(tmp_path, rows + nasty)
+
+    result = _extract(path, tmp_path / "logs")
+    assert result.returncode == 0, result.describe()
+    assert "Traceback" not in result.stderr, result.describe()
+
+    active, dlq = _landed(kafka_bootstrap, name)
+    assert len(active) + len(dlq) == len(rows) + len(nasty)  # nothing lost, nothing doubled
+    on_active, in_dlq = _by_id(active), _by_id(dlq)
+    assert set(range(1, 201)) <= set(on_active)
+    assert value_of(on_active[301][0])["name"] == "nul\x00byte"
+    assert value_of(on_active[304][0])["price"] is None
+    assert len(value_of(on_active[306][0])["note"]) == 400_000
+    assert value_of(on_active[307][0])["name"] == "astral \U0001f600 and \u202e bidi"
+    assert [_rules(m) for m in in_dlq[302]] == ["max(price)"]
+    assert [_rules(m) for m in in_dlq[303]] == ["min(price)"]
+    assert sorted(_rules(m) for m in in_dlq[308]) == ["unique(id)", "unique(id)"]
+    [huge] = in_dlq[305]
+    assert _rules(huge) == "record_too_large"
+    message = headers_of(huge)["dp.error.message"].decode()
+    assert "over message.max.bytes" in message, message
+    assert "a 2000" in message, message  # the row's size
+    assert (huge.value() or b"").startswith(b'{"id":305,"seq":305,"name":"huge"')
+    assert set(on_active) | set(in_dlq) == set(range(1, 201)) | {r[0] for r in nasty}
+
+
+@pytest.mark.parametrize(
+    ("bad_sql", "says"),
+    [
+        ("INSERT INTO t VALUES (NULL, 50, 'no key', 1.0, 'x')", "key column `id` of `t` is NULL"),
+        (
+            "INSERT INTO t VALUES (50, 50, CAST(X'FFFE41' AS TEXT), 1.0, 'x')",
+            "Could not decode to UTF-8 column 'name'",
+        ),
+        (
+            "INSERT INTO t VALUES (50, 50, 'lone surrogate', 1.0, CAST(X'EDA080' AS TEXT))",
+            "Could not decode to UTF-8 column 'note'",
+        ),
+    ],
+    ids=["null-primary-key", "invalid-utf8", "encoded-surrogate"],
+)
+def test_a_row_that_cannot_be_read_is_a_one_line_refusal_and_a_fix_loses_nothing(
+    tmp_path: Path, kafka_bootstrap: str, bad_sql: str, says: str
+) -> None:
+    path, name = _source_pipeline(tmp_path, kafka_bootstrap)
+    _insert(tmp_path, [(i, i, f"n{i}", 1.0, "ok") for i in range(1, 41)], bad_sql)
+
+    refused = _extract(path, tmp_path / "logs1")
+    assert refused.returncode != 0, refused.describe()
+    errors = [line for line in refused.stderr_lines if "WARNING" not in line]
+    assert len(errors) == 1, refused.describe()
+    assert errors[0].startswith("error: "), refused.describe()
+    assert says in errors[0], refused.describe()
+
+    _insert(tmp_path, [], "DELETE FROM t WHERE id IS NULL OR id = 50;")
+    fixed = _extract(path, tmp_path / "logs2")
+    assert fixed.returncode == 0, fixed.describe()
+    active, dlq = _landed(kafka_bootstrap, name)
+    assert sorted(_by_id(active)) == list(range(1, 41))
+    assert not dlq
+
+
+def test_schema_drift_between_runs_ends_in_the_dlq_with_the_reason(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    """A column added flows through; a declared column dropped or retyped breaks the
+    contract row by row (its defaults); every source row lands once."""
+    path, name = _source_pipeline(tmp_path, kafka_bootstrap, mode="incremental")
+    folder, logs = tmp_path, tmp_path / "logs"
+
+    def run(step: str) -> None:
+        result = _extract(path, logs / step)
+        assert result.returncode == 0, f"{step}: {result.describe()}"
+        assert "Traceback" not in result.stderr, result.describe()
+
+    _insert(folder, [(i, i, f"n{i}", 1.0, "ok") for i in range(1, 11)])
+    run("first")
+    _insert(folder, [], "ALTER TABLE t ADD COLUMN added TEXT;")
+    _insert(folder, [(i, i, f"n{i}", 1.0, "ok", "new") for i in range(11, 21)])
+    run("added")
+    _insert(folder, [], "ALTER TABLE t DROP COLUMN note;")
+    _insert(folder, [(i, i, f"n{i}", 1.0, "new") for i in range(21, 31)])
+    run("dropped")
+    _insert(
+        folder,
+        [],
+        "CREATE TABLE t2 (id INTEGER, seq INTEGER, name TEXT, price TEXT, added TEXT);"
+        " INSERT INTO t2 SELECT id, seq, name, price, added FROM t;"
+        " DROP TABLE t; ALTER TABLE t2 RENAME TO t;",
+    )
+    _insert(folder, [(i, i, f"n{i}", "cheap", "new") for i in range(31, 41)])
+    run("retyped")
+
+    active, dlq = _landed(kafka_bootstrap, name)
+    assert len(active) + len(dlq) == 40, (len(active), len(dlq))
+    on_active, in_dlq = _by_id(active), _by_id(dlq)
+    assert set(on_active) == set(range(1, 21)), sorted(on_active)
+    assert value_of(on_active[15][0])["added"] == "new"
+    assert set(in_dlq) == set(range(21, 41))
+    assert {_rules(m) for i in range(21, 31) for m in in_dlq[i]} == {"missing_column(note)"}
+    retyped = {_rules(m) for i in range(31, 41) for m in in_dlq[i]}
+    assert retyped == {"type_drift(price),missing_column(note),type(price)"}, retyped
