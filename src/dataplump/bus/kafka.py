@@ -33,6 +33,8 @@ from dataplump.errors import BusError, TerminalBusError, TransientBusError
 
 Headers = list[tuple[str, str | bytes | None]]
 
+MAX_POLL_RECORDS = 1_000_000
+"""The most records one ``consume`` call returns (confluent-kafka refuses more)."""
 DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
 """librdkafka's default ``message.max.bytes``: the largest record a producer accepts."""
 _RECORD_SLACK = 1024

@@ -118,15 +118,21 @@ def decode_rows(values: Sequence[bytes], schema: pa.Schema) -> pa.Table:
     wire = pa.schema([_wire_field(field) for field in schema])
     wire_frame = pl.from_arrow(wire.empty_table())
     assert isinstance(wire_frame, pl.DataFrame)
+    lines = b"\n".join(values)
+    if lines.count(b"\n") != len(values) - 1:
+        # A value holding a line break would shift every row after it onto the wrong
+        # record (and an empty one, skipped, would hide the shift from the count below).
+        raise RecordDecodeError(
+            "record values do not match the schema: a value holds a line break; a value"
+            " must be one JSON object on one line"
+        )
     try:
         frame = pl.read_ndjson(
-            io.BytesIO(b"\n".join(values)),
+            io.BytesIO(lines),
             schema=wire_frame.schema,
             ignore_errors=False,
         )
-        if frame.height != len(values):
-            # A value holding a line break or nothing at all would shift every row after
-            # it onto the wrong record.
+        if frame.height != len(values):  # an empty value: no line, and the rows shift
             raise RecordDecodeError(
                 f"record values do not match the schema: {len(values)} record(s) read as"
                 f" {frame.height} JSON line(s); a value must be one JSON object on one line"
