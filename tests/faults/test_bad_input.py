@@ -441,6 +441,16 @@ def test_schema_drift_between_runs_ends_in_the_dlq_with_the_reason(
     retyped = {_rules(m) for i in range(31, 41) for m in in_dlq[i]}
     assert retyped == {"type_drift(price),missing_column(note),type(price)"}, retyped
 
+    # The active topic now holds records of two schemas (before and after `added`):
+    # the transform stage takes both in one poll.
+    result = run_transform(path, "--once", logs=logs / "transform")
+    assert result.returncode == 0, result.describe()
+    processed = read_committed(kafka_bootstrap, topics.processed(name, "t"))
+    assert sorted(_by_id(processed)) == list(range(1, 21))
+    assert value_of(_by_id(processed)[5][0])["added"] is None
+    assert value_of(_by_id(processed)[15][0])["added"] == "new"
+    assert not read_committed(kafka_bootstrap, topics.failed(name))
+
 
 @pytest.mark.xfail(
     strict=True,
@@ -458,3 +468,32 @@ def test_a_cursor_value_that_goes_back_is_not_lost(tmp_path: Path, kafka_bootstr
     assert second.returncode == 0, second.describe()
     active, dlq = _landed(kafka_bootstrap, name)
     assert len(active) + len(dlq) == 11 or "behind the watermark" in second.stderr
+
+
+def test_a_transformed_row_too_large_for_a_record_goes_to_the_failed_store(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    """A step that makes a row larger than ``message.max.bytes`` (here 300 kB): Kafka
+    would refuse the processed record, so the row goes to the failed store instead."""
+    path, name = _source_pipeline(tmp_path, kafka_bootstrap)
+    config = json.loads(path.read_text())
+    config["kafka"]["extra"] = {"message.max.bytes": "300000"}
+    config["transform"] = {"steps": {"t": [{"sql": "SELECT *, note || note AS twice FROM batch"}]}}
+    path.write_text(json.dumps(config))
+    _insert(tmp_path, [(i, i, f"n{i}", 1.0, "ok") for i in range(1, 21)])
+    _insert(tmp_path, [(21, 21, "big", 1.0, "z" * 200_000)])  # 400 kB once doubled
+
+    extracted = _extract(path, tmp_path / "logs")
+    assert extracted.returncode == 0, extracted.describe()
+    result = run_transform(path, "--once", logs=tmp_path / "logs")
+    assert result.returncode == 0, result.describe()
+
+    processed = _by_id(read_committed(kafka_bootstrap, topics.processed(name, "t")))
+    assert sorted(processed) == list(range(1, 21))
+    [failed] = read_committed(kafka_bootstrap, topics.failed(name))
+    assert failed.key() == b'{"id":21}'
+    envelope = value_of(failed)
+    assert envelope["step"] == "output"
+    assert [r["rule"] for r in envelope["reasons"]] == ["record_too_large", "record_too_large"]
+    assert "over message.max.bytes (300000 bytes here)" in envelope["reasons"][0]["message"]
+    assert envelope["input_text"].startswith('{"id":21,"seq":21,"name":"big"')

@@ -41,14 +41,18 @@ _RECORD_SLACK = 1024
 """Bytes kept free under ``message.max.bytes`` for what librdkafka adds to a record."""
 
 
+def message_max_bytes(client: Mapping[str, Any]) -> int:
+    """``message.max.bytes`` of a producer of settings ``client``."""
+    try:
+        return int(client.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
+    except (TypeError, ValueError):
+        return DEFAULT_MESSAGE_MAX_BYTES
+
+
 def max_record_bytes(client: Mapping[str, Any]) -> int:
     """The largest key + value + headers a producer of settings ``client`` sends, with
     some slack: a larger record is refused by ``produce`` (MSG_SIZE_TOO_LARGE)."""
-    try:
-        limit = int(client.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
-    except (TypeError, ValueError):
-        limit = DEFAULT_MESSAGE_MAX_BYTES
-    return max(limit - _RECORD_SLACK, 1)
+    return max(message_max_bytes(client) - _RECORD_SLACK, 1)
 
 
 def record_bytes(

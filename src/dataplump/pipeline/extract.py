@@ -35,7 +35,13 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from dataplump.bus.kafka import Headers, Producer, create_topics, max_record_bytes
+from dataplump.bus.kafka import (
+    Headers,
+    Producer,
+    create_topics,
+    max_record_bytes,
+    message_max_bytes,
+)
 from dataplump.bus.records import (
     HEADER_ERROR_CONTRACT,
     HEADER_ERROR_MESSAGE,
@@ -106,6 +112,7 @@ class Extractor:
         self._client = config.kafka.client_config(bootstrap)
         self._client.pop("bootstrap.servers")
         self._max_record = max_record_bytes(self._client)
+        self._message_max = message_max_bytes(self._client)
         self.schemas = SchemaRegistry(bootstrap, config.name, extra=self._client)
 
     def prepare(self, tables: Sequence[str] | None = None) -> None:
@@ -242,8 +249,8 @@ class Extractor:
                 since = counts.resume = read.watermark
             # Checking and encoding (DuckDB, Polars: no GIL) run in the reader thread, so
             # they overlap with producing the previous batch here.
-            limit = self._max_record
-            checked_batches = (_check(source, contract, batch, limit) for batch in read)
+            limits = self._max_record, self._message_max
+            checked_batches = (_check(source, contract, batch, *limits) for batch in read)
             for checked in _prefetch(checked_batches):
                 read_now, invalid_now = len(checked.keys), len(checked.rejects)
                 totals = {
@@ -371,12 +378,12 @@ class _Checked:
 
 
 def _check(
-    source: Source, contract: Contract | None, batch: pa.RecordBatch, limit: int
+    source: Source, contract: Contract | None, batch: pa.RecordBatch, limit: int, configured: int
 ) -> _Checked:
     """Check and encode one batch (runs in the reader thread; touches no shared state);
     rows too large for a Kafka record of ``limit`` bytes are rejected (see
     :func:`_reject_too_large`)."""
-    return _reject_too_large(_check_contract(source, contract, batch), limit)
+    return _reject_too_large(_check_contract(source, contract, batch), limit, configured)
 
 
 def _check_contract(source: Source, contract: Contract | None, batch: pa.RecordBatch) -> _Checked:
@@ -419,12 +426,12 @@ _KEPT_TEXT = 1024
 """Characters of a reason's value or message a too-large row's DLQ record keeps."""
 
 
-def _reject_too_large(checked: _Checked, limit: int) -> _Checked:
+def _reject_too_large(checked: _Checked, limit: int, configured: int) -> _Checked:
     """``checked`` with the rows over ``limit`` bytes as a record rejected: Kafka would
     refuse them (MSG_SIZE_TOO_LARGE), and a refused record must not stop the table.
     Their DLQ record keeps the start of the value (an eighth of ``limit``: JSON text
     that is cut, so no longer JSON), reasons cut to fit, and the rule
-    ``record_too_large``."""
+    ``record_too_large`` (whose message quotes ``configured``, message.max.bytes as set)."""
     keys, values = checked.keys, checked.values
     sizes = np.fromiter(map(len, values), np.int64, len(values))
     sizes += 2 * np.fromiter(map(len, keys), np.int64, len(keys))  # key and dp.pk
@@ -445,7 +452,7 @@ def _reject_too_large(checked: _Checked, limit: int) -> _Checked:
                 "column": None,
                 "value": None,
                 "message": f"the row is a {int(sizes[row])}-byte record, over message.max.bytes"
-                f" ({limit} bytes here): its dead-letter record keeps the first {keep} bytes"
+                f" ({configured} bytes here): its dead-letter record keeps the first {keep} bytes"
                 " of its value",
             }
         )

@@ -44,6 +44,7 @@ from dataplump.bus.kafka import (
     create_topics,
     log_bounds,
     max_record_bytes,
+    message_max_bytes,
     record_bytes,
     wrap_kafka_error,
 )
@@ -249,6 +250,7 @@ class Transformer:
         self._client = config.kafka.client_config(bootstrap)
         self._client.pop("bootstrap.servers")
         self._max_record = max_record_bytes(self._client)
+        self._message_max = message_max_bytes(self._client)
         self.schemas = SchemaRegistry(bootstrap, config.name, extra=self._client)
         self.references = ReferenceTables(config)
         self.transforms = {
@@ -699,7 +701,7 @@ class Transformer:
                     None,
                     None,
                     f"the transformed row is a {size + self._max_record - limit}-byte record,"
-                    f" over message.max.bytes ({self._max_record} bytes here)",
+                    f" over message.max.bytes ({self._message_max} bytes here)",
                 )
                 message = source if source is not None else _Orphan(table, self.config.name)
                 too_large.append(_Failure(message, "output", [reason], values[row]))
@@ -774,7 +776,11 @@ class Transformer:
             key, value, headers = self._failed_record(table, failure, now, contract)
             if record_bytes(key, value, headers) > self._max_record:
                 key, value, headers = self._failed_record(
-                    table, _shrunk(failure, self._max_record), now, contract, small=True
+                    table,
+                    _shrunk(failure, self._max_record, self._message_max),
+                    now,
+                    contract,
+                    small=True,
                 )
             producer.produce(failed_topic, value, key=key, headers=headers)
         produce_alert(
@@ -976,7 +982,7 @@ def _clip(text: object, size: int = _SMALL) -> object:
     return text
 
 
-def _shrunk(failure: _Failure, limit: int) -> _Failure:
+def _shrunk(failure: _Failure, limit: int, configured: int) -> _Failure:
     """``failure`` made to fit in a record of ``limit`` bytes: reasons with their values
     and messages clipped, no input or output but the start of the input as text, and a
     ``record_too_large`` reason saying so."""
@@ -993,7 +999,7 @@ def _shrunk(failure: _Failure, limit: int) -> _Failure:
             "record_too_large",
             None,
             None,
-            f"the failed record would be over message.max.bytes ({limit} bytes here; its"
+            f"the failed record would be over message.max.bytes ({configured} bytes here; its"
             f" input and output are {size} bytes): it keeps the first {keep} bytes of the"
             " input as text, and no output",
         )
