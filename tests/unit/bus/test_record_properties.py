@@ -11,7 +11,7 @@ What the stages rely on, checked with Hypothesis on generated rows and bytes:
 - a null or missing non-nullable column (the primary key) is refused by name;
 - a contract check splits any batch into valid and invalid rows without losing or
   doubling one, and agrees with a plain-Python reading of ``not_null``, ``min``,
-  ``max`` and ``accepted_values``.
+  ``max`` (a NaN meets no bound) and ``accepted_values``.
 """
 
 from __future__ import annotations
@@ -147,15 +147,19 @@ CONTRACT = Contract.from_config(
             "id": {"type": "int64", "not_null": True},
             "qty": {"type": "int64", "min": 0, "max": 100},
             "name": {"type": "string", "accepted_values": ["a", "b", "\x00"]},
+            "price": {"type": "double", "min": 0, "max": 10},
         }
     },
 )
-CHECKED = pa.schema([("id", pa.int64()), ("qty", pa.int64()), ("name", pa.string())])
+CHECKED = pa.schema(
+    [("id", pa.int64()), ("qty", pa.int64()), ("name", pa.string()), ("price", pa.float64())]
+)
 CHECKED_ROW = st.fixed_dictionaries(
     {
         "id": st.none() | st.integers(-(2**63), 2**63 - 1),
         "qty": st.none() | st.integers(-(2**63), 2**63 - 1),
         "name": st.none() | st.sampled_from(["a", "b", "\x00", "A", "a ", ""]) | TEXT,
+        "price": st.none() | st.floats(allow_nan=True, allow_infinity=True),
     }
 )
 
@@ -171,6 +175,11 @@ def _broken(row: dict[str, Any]) -> set[tuple[str, str]]:
         broken.add(("max", "qty"))
     if row["name"] is not None and row["name"] not in ("a", "b", "\x00"):
         broken.add(("accepted_values", "name"))
+    price = row["price"]
+    if price is not None and (math.isnan(price) or price < 0):  # NaN meets no bound
+        broken.add(("min", "price"))
+    if price is not None and (math.isnan(price) or price > 10):
+        broken.add(("max", "price"))
     return broken
 
 
