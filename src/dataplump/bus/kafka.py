@@ -33,6 +33,38 @@ from dataplump.errors import BusError, TerminalBusError, TransientBusError
 
 Headers = list[tuple[str, str | bytes | None]]
 
+MAX_POLL_RECORDS = 1_000_000
+"""The most records one ``consume`` call returns (confluent-kafka refuses more)."""
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
+"""librdkafka's default ``message.max.bytes``: the largest record a producer accepts."""
+_RECORD_SLACK = 1024
+"""Bytes kept free under ``message.max.bytes`` for what librdkafka adds to a record."""
+
+
+def message_max_bytes(client: Mapping[str, Any]) -> int:
+    """``message.max.bytes`` of a producer of settings ``client``."""
+    try:
+        return int(client.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
+    except (TypeError, ValueError):
+        return DEFAULT_MESSAGE_MAX_BYTES
+
+
+def max_record_bytes(client: Mapping[str, Any]) -> int:
+    """The largest key + value + headers a producer of settings ``client`` sends, with
+    some slack: a larger record is refused by ``produce`` (MSG_SIZE_TOO_LARGE)."""
+    return max(message_max_bytes(client) - _RECORD_SLACK, 1)
+
+
+def record_bytes(
+    key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, str | bytes | None]] = ()
+) -> int:
+    """The size librdkafka checks against ``message.max.bytes``, give or take a few bytes."""
+    size = len(key or b"") + len(value or b"")
+    for name, data in headers:
+        size += len(name) + len(data or b"") + 2
+    return size
+
+
 _librdkafka_log = logging.getLogger("dataplump.kafka")
 # Without a configured handler, its lines are dropped, not printed by logging's last
 # resort: every failure they describe also reaches the caller as a wrapped error.

@@ -634,10 +634,10 @@ def _rule_failure(
     if isinstance(rule, Unique):
         assert dup is not None
         return dup.isNotNull()
-    if isinstance(rule, Min):
-        return ref < _constant(rule.value, type_)
-    if isinstance(rule, Max):
-        return ref > _constant(rule.value, type_)
+    if isinstance(rule, Min | Max):
+        bound = _constant(rule.value, type_)
+        broken = ref < bound if isinstance(rule, Min) else ref > bound
+        return broken | F.isnan(ref) if type_.family == "float" else broken
     if isinstance(rule, AcceptedValues):
         return ~ref.isin(*[_constant(text, type_) for text in rule.value])
     if isinstance(rule, Pattern):
