@@ -406,6 +406,10 @@ class Producer:
         self.commit()
 
 
+METADATA_REFRESH_MS = 5000
+"""How often a consumer refreshes its topics' metadata (librdkafka's default: 5 minutes)."""
+
+
 def consumer(
     bootstrap: str,
     group_id: str,
@@ -414,6 +418,11 @@ def consumer(
 ) -> Consumer:
     """A consumer that sees committed records only and commits offsets only when told.
 
+    Its metadata is refreshed every :data:`METADATA_REFRESH_MS`: a topic created a moment
+    before the subscription may be missing from the answering broker's metadata (its
+    creation spreads to the brokers after the controller acknowledged it), and with
+    librdkafka's default of 5 minutes the group would sit on it that long, consuming
+    nothing (a fresh pipeline's loader was seen to load nothing for minutes on a cluster).
     ``extra`` librdkafka settings win over these defaults.
     """
     defaults = {
@@ -421,6 +430,7 @@ def consumer(
         "enable.auto.commit": "false",
         "enable.auto.offset.store": "false",
         "auto.offset.reset": "earliest",
+        "topic.metadata.refresh.interval.ms": str(METADATA_REFRESH_MS),
     }
     conf = client_config(bootstrap, {**defaults, **(extra or {})})
     conf["group.id"] = group_id
@@ -442,7 +452,8 @@ def consume_batch(client: Consumer, max_records: int, timeout: float) -> list[Me
             continue
         if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
             # a topic created a moment ago (by this stage, or the one before) that the
-            # consumer's metadata does not show yet: it will, keep polling
+            # consumer's metadata does not show yet: it will at the next metadata refresh
+            # (METADATA_REFRESH_MS), keep polling
             _librdkafka_log.debug(
                 "%s: %s; waiting for the topic's metadata", msg.topic(), err.str()
             )
