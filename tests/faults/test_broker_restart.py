@@ -54,7 +54,7 @@ def test_run_survives_a_broker_restart(tmp_path: Path, broker: KafkaManager, how
         events.append(f"{time.monotonic() - started:5.1f}s {what}")
 
     try:
-        wait_for(lambda: len(shop.lake_ids()) > 0, "the first loaded rows", 120, run)
+        wait_for(lambda: len(shop.lake_ids()) > 0, "the first loaded rows", 120, run, shop)
         note(f"first rows loaded ({len(shop.lake_ids())})")
         with Feeder(shop, chunk=100, every=0.5):
             time.sleep(2)  # every stage has batches in hand now
@@ -70,7 +70,7 @@ def test_run_survives_a_broker_restart(tmp_path: Path, broker: KafkaManager, how
             note(f"broker up again in {info.seconds:.1f}s (source at {shop.rows} rows)")
             time.sleep(3)
         note(f"source stopped growing at {shop.rows} rows")
-        took = wait_for(drained(shop), f"all {shop.rows} rows' loads", 120, run)
+        took = wait_for(drained(shop), f"all {shop.rows} rows' loads", 120, run, shop)
         note(f"lake complete {took:.1f}s later")
         wait_for(
             lambda: shop.status()["tables"]["orders"]["in_flight_total"] == 0,

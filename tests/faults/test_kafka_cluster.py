@@ -71,7 +71,7 @@ def test_run_survives_a_killed_broker_of_three(
         events.append(f"{time.monotonic() - started:5.1f}s {what}")
 
     try:
-        wait_for(lambda: len(shop.lake_ids()) > 0, "the first loaded rows", 120, run)
+        wait_for(lambda: len(shop.lake_ids()) > 0, "the first loaded rows", 120, run, shop)
         note(f"first rows loaded ({len(shop.lake_ids())})")
         created = replicas_of(cluster.bootstrap, shop.name)
         with Feeder(shop, chunk=100, every=0.5):
@@ -80,7 +80,7 @@ def test_run_survives_a_killed_broker_of_three(
             note(f"SIGKILL broker {victim} (source at {shop.rows}, lake at {len(shop.lake_ids())})")
             time.sleep(8)
         note(f"source stopped growing at {shop.rows} rows")
-        took = wait_for(drained(shop), f"all {shop.rows} rows' loads", 120, run)
+        took = wait_for(drained(shop), f"all {shop.rows} rows' loads", 120, run, shop)
         note(f"lake complete {took:.1f}s later")
         wait_for(
             lambda: shop.status()["tables"]["orders"]["in_flight_total"] == 0,

@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 
+from dataplump.pipeline import topics
 from tests.support.cli import Command, run_command
 
 PIPELINE = """
@@ -173,8 +176,11 @@ class Feeder:
             raise AssertionError(f"the feeder failed: {self.error!r}") from self.error
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float, run: Command) -> float:
-    """Wait until ``check()``; return the seconds it took. Fails if ``run`` ends first."""
+def wait_for(
+    check: Callable[[], bool], what: str, timeout: float, run: Command, shop: Shop | None = None
+) -> float:
+    """Wait until ``check()``; return the seconds it took. Fails if ``run`` ends first;
+    with ``shop``, a failure also says what the stages' consumer groups hold."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if check():
@@ -182,7 +188,28 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float, run: Command)
         if not run.running():
             raise AssertionError(f"run ended while waiting for {what}:\n{run.output}")
         time.sleep(0.5)
-    raise AssertionError(f"no {what} after {timeout:.0f}s:\n{run.output}")
+    groups = describe_groups(shop) if shop is not None else ""
+    raise AssertionError(f"no {what} after {timeout:.0f}s:\n{run.output}\n{groups}")
+
+
+def describe_groups(shop: Shop) -> str:
+    """The transform and load groups: state, members and their partitions (a hang's clue)."""
+    admin = AdminClient({"bootstrap.servers": shop.bootstrap})
+    names = [topics.transform_group(shop.name), topics.load_group(shop.name)]
+    lines = []
+    for name, future in admin.describe_consumer_groups(names, request_timeout=10).items():
+        try:
+            group = future.result()
+        except KafkaException as exc:
+            lines.append(f"group {name}: {exc}")
+            continue
+        members = [
+            f"{m.client_id}: "
+            + ", ".join(f"{tp.topic}[{tp.partition}]" for tp in m.assignment.topic_partitions)
+            for m in group.members
+        ]
+        lines.append(f"group {name}: {group.state} {members}")
+    return "\n".join(lines)
 
 
 def drained(shop: Shop) -> Callable[[], bool]:
