@@ -203,8 +203,8 @@ class Extractor:
                     self._read(source, producer, contract, counts)
                     break
                 except TransientError as exc:
-                    if attempt >= MAX_ATTEMPTS:
-                        raise
+                    if attempt >= MAX_ATTEMPTS or producer.stuck is not None:
+                        raise  # a stuck producer cannot redo it: a new one will
                     counts.retries += 1
                     delay = min(30.0, 0.5 * 2**attempt)
                     log.warning(

@@ -333,8 +333,8 @@ class Transformer:
                     self._transaction(producer, client, messages)
                     attempt = 1
                 except TransientError as exc:
-                    if attempt >= MAX_ATTEMPTS:
-                        raise
+                    if attempt >= MAX_ATTEMPTS or producer.stuck is not None:
+                        raise  # a stuck producer cannot redo it: a new process will
                     delay = min(30.0, 0.5 * 2**attempt)
                     log.warning(
                         "%s; redoing the batch from the last commit in %.0fs (attempt %d/%d)",
