@@ -1,5 +1,5 @@
 # DataPlump's entry points. `make test` is what CI runs (.ci/run).
-.PHONY: setup demo test lint audit unit integration
+.PHONY: setup demo test lint audit unit integration bench
 
 setup:  ## install everything (idempotent): Debian packages, .venv, Kafka jars
 	bash scripts/setup.sh
@@ -40,3 +40,9 @@ unit: setup  ## only tests that need no service
 
 integration: setup  ## only tests on real Kafka, PostgreSQL and MariaDB
 	.venv/bin/pytest tests/integration
+
+# BENCH_ARGS picks scenarios and size, e.g. `make bench BENCH_ARGS="--quick --scenario 2"`.
+BENCH_ARGS =
+
+bench: setup  ## DataPlump against its peers on TPC-H (docs/benchmarks.md); peers in .cache/bench-venv
+	.venv/bin/python -m bench $(BENCH_ARGS)

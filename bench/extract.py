@@ -80,24 +80,27 @@ def run_naive(pipeline: str) -> dict[str, float]:
     config = load_config(pipeline)
     bootstrap = config.kafka.bootstrap_servers or ""
     url = make_url(config.source.url.get_secret_value()).set(drivername="postgresql")
+    table = next(iter(config.tables))
     topic = f"{config.name}.naive"
     create_topics(bootstrap, [topic], partitions=2)
     producer = Producer(bootstrap, extra={"linger.ms": "20"})
     started = time.perf_counter()
-    rows = 0
+    rows = size = 0
     with psycopg.connect(url.render_as_string(hide_password=False)) as conn:
         cursor = conn.cursor(name="naive")
         cursor.itersize = 10_000
-        cursor.execute("SELECT * FROM bench ORDER BY id")
+        cursor.execute(f"SELECT * FROM {table}")  # noqa: S608  # the pipeline's own table name
         names = [d.name for d in cursor.description or []]
         for row in cursor:
             value = json.dumps(dict(zip(names, row, strict=True)), default=str).encode()
-            key = json.dumps({"id": row[0]}).encode()
-            headers = [("dp.source", b"bench"), ("dp.pk", key), ("dp.run", b"naive")]
+            key = json.dumps({names[0]: row[0]}).encode()
+            headers = [("dp.source", table.encode()), ("dp.pk", key), ("dp.run", b"naive")]
             producer.produce(topic, value, key=key, headers=headers)
             rows += 1
+            size += len(value)
     producer.flush()
-    return {"rows": rows, "seconds": time.perf_counter() - started, "invalid": 0}
+    seconds = time.perf_counter() - started
+    return {"rows": rows, "seconds": seconds, "invalid": 0, "value_bytes": size}
 
 
 CANDIDATES = {"dataplump": run_dataplump, "naive": run_naive}
@@ -144,7 +147,9 @@ def main() -> None:
             for name in CANDIDATES:
                 out = subprocess.run(
                     [sys.executable, "-m", "bench.extract", "--child", name, str(pipeline)],
-                    capture_output=True, text=True, check=True,
+                    capture_output=True,
+                    text=True,
+                    check=True,
                 )
                 results[name] = json.loads(out.stdout.strip().splitlines()[-1])
         finally:

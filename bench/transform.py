@@ -46,7 +46,10 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dataplump.pipeline.transform import TransformCounts
 
 REFERENCE_ROWS = 10_000
 STATUSES = ("new", "paid", "shipped", "done")
@@ -142,7 +145,7 @@ def write_pipeline(folder: Path, bootstrap: str, rows: int) -> Path:
 
 def run_dataplump(pipeline: str, batch: int, expected: int) -> dict[str, float]:
     from dataplump.config import load_config
-    from dataplump.pipeline.transform import TransformCounts, Transformer
+    from dataplump.pipeline.transform import Transformer
 
     config = load_config(pipeline)
     # run(once=True) can wait forever here: its drain check compares the group's committed
@@ -160,13 +163,7 @@ def run_dataplump(pipeline: str, batch: int, expected: int) -> dict[str, float]:
     )
     started = time.perf_counter()
     [counts] = transformer.run(stop=stop)
-    seconds = time.perf_counter() - started
-    return {
-        "rows": counts.consumed,
-        "out": counts.processed,
-        "failed": counts.failed,
-        "seconds": seconds,
-    }
+    return _measured(counts, time.perf_counter() - started)
 
 
 def run_baseline(pipeline: str, batch: int, expected: int) -> dict[str, float]:
@@ -267,13 +264,16 @@ def run_spark(pipeline: str, batch: int, expected: int) -> dict[str, float]:
     start_seconds = time.perf_counter() - started
     started = time.perf_counter()
     [counts] = transformer.run(once=True)
-    seconds = time.perf_counter() - started
+    return {**_measured(counts, time.perf_counter() - started), "start_seconds": start_seconds}
+
+
+def _measured(counts: TransformCounts, seconds: float) -> dict[str, float]:
+    """One DataPlump engine's result: records in, out and failed, and the seconds taken."""
     return {
         "rows": counts.consumed,
         "out": counts.processed,
         "failed": counts.failed,
         "seconds": seconds,
-        "start_seconds": start_seconds,
     }
 
 

@@ -19,7 +19,13 @@ from sqlalchemy.pool import NullPool
 from dataplump.config import load_config
 from dataplump.pipeline import topics
 from dataplump.pipeline.extract import Extractor, TableCounts
-from tests.support.extraction import OrdersDb, is_valid, orders_contract, write_pipeline
+from tests.support.extraction import (
+    OrdersDb,
+    fill_wide_orders,
+    is_valid,
+    orders_contract,
+    write_pipeline,
+)
 from tests.support.topics import duplicates, ids, read_committed
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
@@ -29,24 +35,12 @@ ROWS = 100_000
 when the connection is cut (the driver decodes it in chunks of 4 MiB)."""
 BATCH = 5_000
 
-FILL = """
-INSERT INTO orders
-SELECT g,
-       CASE WHEN g % 20 = 7 THEN -(1 + g % 9) - 0.5 ELSE (g % 1000) + 0.10 END,
-       CASE WHEN g % 60 = 7 THEN 'lost' WHEN g % 2 = 1 THEN 'new' ELSE 'paid' END,
-       timestamptz '2024-01-01 00:00:00.25+00' + (g / 7) * interval '1 second',
-       repeat('x', 200)
-FROM generate_series(1, :rows) AS g
-"""
-
 
 @pytest.fixture
 def wide_orders(postgres_url: str) -> Iterator[OrdersDb]:
     db = OrdersDb("postgres", postgres_url)
     db.create()
-    with db.engine.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE orders ADD COLUMN note text")
-        conn.execute(sa.text(FILL), {"rows": ROWS})
+    fill_wide_orders(db, ROWS)
     yield db
     db.close()
 

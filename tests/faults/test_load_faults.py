@@ -13,11 +13,8 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +31,7 @@ from tests.support.loading import (
     loadable,
     run_load,
 )
+from tests.support.private_postgres import private_postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
 
@@ -46,24 +44,11 @@ def data(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Load
     return loadable(tmp_path_factory.mktemp("orders"), kafka_bootstrap, ROWS)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server of this test only (the shared one must stay up)."""
-    # Not under tmp_path: the server's OS user must traverse every parent directory.
-    home = Path("/var/tmp") / f"dataplump-lfaults-{uuid.uuid4().hex[:8]}"
-    server = PostgresServer(port=free_port(), services_dir=home)
-    server.ensure_running()
-    try:
+    with private_postgres("lfaults") as server:
         yield server
-    finally:
-        server.purge()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def wait_for_commits(table: Path, run: Loading, commits: int, timeout: float = 60) -> None:

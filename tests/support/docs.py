@@ -24,6 +24,16 @@ def worked_example(page: str) -> str:
     return match.group(1)
 
 
+def yaml_block(page: str, heading: str) -> str:
+    """The first ```yaml block after the heading ``heading`` (e.g. "## Kafka over ...") of
+    ``docs/page``: for tests that run a page's config snippet as written."""
+    text = (DOCS / page).read_text()
+    section = text[text.index(f"\n{heading}\n") :]
+    match = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert match is not None, f"no yaml block after {heading!r} in docs/{page}"
+    return match.group(1)
+
+
 def script_env() -> dict[str, str]:
     """A user's shell: no DataPlump overrides or shop URL, `dataplump` on PATH, plain output."""
     bin_dir = str(Path(sys.executable).parent)

@@ -144,6 +144,25 @@ class OrdersDb:
         self.engine.dispose()
 
 
+WIDE_ORDERS = """
+INSERT INTO orders
+SELECT g,
+       CASE WHEN g % 20 = 7 THEN -(1 + g % 9) - 0.5 ELSE (g % 1000) + 0.10 END,
+       CASE WHEN g % 60 = 7 THEN 'lost' WHEN g % 2 = 1 THEN 'new' ELSE 'paid' END,
+       timestamptz '2024-01-01 00:00:00.25+00' + (g / 7) * interval '1 second',
+       repeat('x', 200)
+FROM generate_series(1, :rows) AS g
+"""
+
+
+def fill_wide_orders(db: OrdersDb, rows: int) -> None:
+    """Orders ``1..rows`` in PostgreSQL with a 200-character ``note`` each (~250 bytes a
+    row), valid as :func:`is_valid` says: a read of them streams for a while."""
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE orders ADD COLUMN note text")
+        conn.execute(sa.text(WIDE_ORDERS), {"rows": rows})
+
+
 def orders_table(
     kind: Kind, *, mode: str, batch_size: int, contract: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:

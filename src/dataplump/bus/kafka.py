@@ -17,6 +17,7 @@ Defaults, chosen for "nothing lost, nothing doubled":
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections import Counter
@@ -32,6 +33,38 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 from dataplump.errors import BusError, TerminalBusError, TransientBusError
 
 Headers = list[tuple[str, str | bytes | None]]
+
+MAX_POLL_RECORDS = 1_000_000
+"""The most records one ``consume`` call returns (confluent-kafka refuses more)."""
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
+"""librdkafka's default ``message.max.bytes``: the largest record a producer accepts."""
+_RECORD_SLACK = 1024
+"""Bytes kept free under ``message.max.bytes`` for what librdkafka adds to a record."""
+
+
+def message_max_bytes(client: Mapping[str, Any]) -> int:
+    """``message.max.bytes`` of a producer of settings ``client``."""
+    try:
+        return int(client.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
+    except (TypeError, ValueError):
+        return DEFAULT_MESSAGE_MAX_BYTES
+
+
+def max_record_bytes(client: Mapping[str, Any]) -> int:
+    """The largest key + value + headers a producer of settings ``client`` sends, with
+    some slack: a larger record is refused by ``produce`` (MSG_SIZE_TOO_LARGE)."""
+    return max(message_max_bytes(client) - _RECORD_SLACK, 1)
+
+
+def record_bytes(
+    key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, str | bytes | None]] = ()
+) -> int:
+    """The size librdkafka checks against ``message.max.bytes``, give or take a few bytes."""
+    size = len(key or b"") + len(value or b"")
+    for name, data in headers:
+        size += len(name) + len(data or b"") + 2
+    return size
+
 
 _librdkafka_log = logging.getLogger("dataplump.kafka")
 # Without a configured handler, its lines are dropped, not printed by logging's last
@@ -206,6 +239,16 @@ def _await_metadata(admin: AdminClient, names: list[str], deadline: float, boots
         time.sleep(0.1)
 
 
+STUCK_GRACE = 10.0
+"""Seconds past its own timeout a transactional call may take before its producer is
+given up as stuck (:meth:`Producer._bounded`)."""
+
+
+class StuckProducerError(TransientBusError):
+    """A transactional call never returned: the producer is unusable, start over with a
+    new one (a new process of the stage). Retrying with the same producer cannot help."""
+
+
 class Producer:
     """An idempotent (optionally transactional) producer that reports every failed delivery.
 
@@ -237,6 +280,9 @@ class Producer:
             conf["transactional.id"] = transactional_id
         self.transactional = transactional_id is not None
         self._errors: list[KafkaError] = []
+        self.stuck: str | None = None
+        """Why this producer can no longer be used (a transactional call that never
+        returned, see :meth:`_bounded`); None while it works."""
         try:
             self._producer = _Producer(conf)
             if self.transactional:
@@ -310,16 +356,66 @@ class Producer:
             raise wrap_kafka_error(first, f"delivering {count} record(s)")
 
     # -- transactions ------------------------------------------------------------
+    def _bounded(self, action: str, timeout: float, call: Callable[[], None]) -> None:
+        """Run a blocking transactional call of librdkafka with a hard deadline.
+
+        librdkafka enforces a transactional API's timeout only from its own request
+        timers: after a broker restart, ``send_offsets_to_transaction`` waits for good,
+        whatever its timeout, once the cached group coordinator was decommissioned
+        (librdkafka #5456, #5511; seen here with 2.16 on every broker restart: the
+        transform and notify stages hung without a word). Past ``timeout`` +
+        :data:`STUCK_GRACE` the call is left behind in its thread, this producer is marked
+        :attr:`stuck` (every later call fails at once) and a :class:`StuckProducerError`
+        tells the stage to start over with a new producer, which fences this one: its open
+        transaction is aborted by the broker.
+        """
+        if self.stuck is not None:
+            raise StuckProducerError(self.stuck, code="_STUCK")
+        outcome: list[BaseException | None] = []
+
+        def target() -> None:
+            try:
+                call()
+                outcome.append(None)
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append(exc)
+
+        worker = threading.Thread(target=target, name=f"kafka-{action}", daemon=True)
+        worker.start()
+        worker.join(timeout + STUCK_GRACE)
+        if not outcome:
+            self.stuck = (
+                f"{action}: Kafka did not answer within {timeout + STUCK_GRACE:.0f}s and the"
+                " client is stuck on a lost request; the stage starts over from its last"
+                " commit with a new producer"
+            )
+            raise StuckProducerError(self.stuck, code="_STUCK")
+        if (error := outcome[0]) is not None:
+            raise error
+
     def begin(self) -> None:
+        if self.stuck is not None:
+            raise StuckProducerError(self.stuck, code="_STUCK")
         try:
             self._producer.begin_transaction()
         except KafkaException as exc:
             raise wrap_kafka_error(exc, "beginning a transaction") from None
 
-    def send_offsets(self, consumer: Consumer, offsets: list[TopicPartition]) -> None:
-        """Add a consumer's next offsets to the open transaction (consume-transform-produce)."""
+    def send_offsets(
+        self, consumer: Consumer, offsets: list[TopicPartition], timeout: float = 30.0
+    ) -> None:
+        """Add a consumer's next offsets to the open transaction (consume-transform-produce).
+
+        Bounded by ``timeout`` (librdkafka's default waits forever, see :meth:`_bounded`):
+        a timeout is a :class:`TransientBusError`, the caller aborts and redoes the batch.
+        """
+        metadata = consumer.consumer_group_metadata()
         try:
-            self._producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata())
+            self._bounded(
+                "adding offsets to the transaction",
+                timeout,
+                lambda: self._producer.send_offsets_to_transaction(offsets, metadata, timeout),
+            )
         except KafkaException as exc:
             raise wrap_kafka_error(exc, "adding offsets to the transaction") from None
 
@@ -334,7 +430,11 @@ class Producer:
         deadline = time.monotonic() + retry_for
         while True:
             try:
-                self._producer.commit_transaction(timeout)
+                self._bounded(
+                    "committing a transaction",
+                    timeout,
+                    lambda: self._producer.commit_transaction(timeout),
+                )
                 self._errors.clear()
                 return
             except KafkaException as exc:
@@ -352,7 +452,9 @@ class Producer:
 
     def abort(self, timeout: float = 60.0) -> None:
         try:
-            self._producer.abort_transaction(timeout)
+            self._bounded(
+                "aborting a transaction", timeout, lambda: self._producer.abort_transaction(timeout)
+            )
             self._errors.clear()
         except KafkaException as exc:
             raise wrap_kafka_error(exc, "aborting a transaction") from None
@@ -369,6 +471,10 @@ class Producer:
         self.commit()
 
 
+METADATA_REFRESH_MS = 5000
+"""How often a consumer refreshes its topics' metadata (librdkafka's default: 5 minutes)."""
+
+
 def consumer(
     bootstrap: str,
     group_id: str,
@@ -377,6 +483,11 @@ def consumer(
 ) -> Consumer:
     """A consumer that sees committed records only and commits offsets only when told.
 
+    Its metadata is refreshed every :data:`METADATA_REFRESH_MS`: a topic created a moment
+    before the subscription may be missing from the answering broker's metadata (its
+    creation spreads to the brokers after the controller acknowledged it), and with
+    librdkafka's default of 5 minutes the group would sit on it that long, consuming
+    nothing (a fresh pipeline's loader was seen to load nothing for minutes on a cluster).
     ``extra`` librdkafka settings win over these defaults.
     """
     defaults = {
@@ -384,6 +495,7 @@ def consumer(
         "enable.auto.commit": "false",
         "enable.auto.offset.store": "false",
         "auto.offset.reset": "earliest",
+        "topic.metadata.refresh.interval.ms": str(METADATA_REFRESH_MS),
     }
     conf = client_config(bootstrap, {**defaults, **(extra or {})})
     conf["group.id"] = group_id
@@ -405,7 +517,8 @@ def consume_batch(client: Consumer, max_records: int, timeout: float) -> list[Me
             continue
         if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
             # a topic created a moment ago (by this stage, or the one before) that the
-            # consumer's metadata does not show yet: it will, keep polling
+            # consumer's metadata does not show yet: it will at the next metadata refresh
+            # (METADATA_REFRESH_MS), keep polling
             _librdkafka_log.debug(
                 "%s: %s; waiting for the topic's metadata", msg.topic(), err.str()
             )

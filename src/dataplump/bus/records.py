@@ -118,14 +118,29 @@ def decode_rows(values: Sequence[bytes], schema: pa.Schema) -> pa.Table:
     wire = pa.schema([_wire_field(field) for field in schema])
     wire_frame = pl.from_arrow(wire.empty_table())
     assert isinstance(wire_frame, pl.DataFrame)
+    lines = b"\n".join(values)
+    if lines.count(b"\n") != len(values) - 1:
+        # A value holding a line break would shift every row after it onto the wrong
+        # record (and an empty one, skipped, would hide the shift from the count below).
+        raise RecordDecodeError(
+            "record values do not match the schema: a value holds a line break; a value"
+            " must be one JSON object on one line"
+        )
     try:
         frame = pl.read_ndjson(
-            io.BytesIO(b"\n".join(values)),
+            io.BytesIO(lines),
             schema=wire_frame.schema,
             ignore_errors=False,
         )
+        if frame.height != len(values):  # an empty value: no line, and the rows shift
+            raise RecordDecodeError(
+                f"record values do not match the schema: {len(values)} record(s) read as"
+                f" {frame.height} JSON line(s); a value must be one JSON object on one line"
+            )
         table = frame.to_arrow()
-        return pa.table([_from_wire(table.column(f.name), f.type) for f in schema], schema=schema)
+        decoded = pa.table(
+            [_from_wire(table.column(f.name), f.type) for f in schema], schema=schema
+        )
     except (
         pl.exceptions.PolarsError,
         pl.exceptions.PanicException,
@@ -133,6 +148,15 @@ def decode_rows(values: Sequence[bytes], schema: pa.Schema) -> pa.Table:
         ValueError,
     ) as exc:
         raise RecordDecodeError(f"record values do not match the schema: {exc}") from None
+    for field in schema:
+        if not field.nullable and decoded.column(field.name).null_count:
+            # Arrow does not check nullability when a table is built: a null primary key
+            # would only fail later, in whichever step casts it.
+            raise RecordDecodeError(
+                f"record values do not match the schema: column {field.name!r} is null or"
+                " missing, and the schema requires a value"
+            )
+    return decoded
 
 
 def _wire_field(field: pa.Field) -> pa.Field:
@@ -201,10 +225,26 @@ def header_columns(
     return picked
 
 
+KEY_SAMPLE_CHARS = 200
+"""Characters of a key an alert quotes at most."""
+
+
 def key_values(key: bytes) -> object:
-    """A record key as people read it: the value of a one-column key, else the tuple."""
-    values = tuple(orjson.loads(key).values())
-    return values[0] if len(values) == 1 else values
+    """A record key as people read it: the value of a one-column key, else the tuple.
+
+    A key that is not a JSON object (a record DataPlump did not write) is its text, and
+    a long one is cut: alerts quote keys, and must never fail on one.
+    """
+    try:
+        parsed = orjson.loads(key)
+    except orjson.JSONDecodeError:
+        parsed = key.decode("utf-8", errors="replace")
+    if isinstance(parsed, dict):
+        values = tuple(parsed.values())
+        parsed = values[0] if len(values) == 1 else values
+    if len(key) > KEY_SAMPLE_CHARS:
+        return f"{key[:KEY_SAMPLE_CHARS].decode('utf-8', errors='replace')}... ({len(key)} bytes)"
+    return parsed
 
 
 def rule_key(reason: Mapping[str, Any]) -> str:

@@ -13,6 +13,7 @@ from rich.table import Table
 from dataplump.cli.options import ConfigOption, TableOption, check_tables
 from dataplump.cli.output import console, fail
 from dataplump.config import load_config
+from dataplump.config.models import MAX_SECONDS
 from dataplump.errors import DataPlumpError
 from dataplump.pipeline.cluster import bootstrap_for
 
@@ -47,6 +48,7 @@ def extract(
         None,
         "--interval",
         min=0.1,
+        max=MAX_SECONDS,
         help="Seconds between polls when running without --once."
         " [default: `extract.poll_interval`, 10]",
     ),

@@ -12,6 +12,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
+from dataplump.bus.kafka import MAX_POLL_RECORDS
 from dataplump.cli.options import ConfigOption, TableOption, check_tables
 from dataplump.cli.output import console, fail
 from dataplump.config import load_config
@@ -52,6 +53,7 @@ def load(
         50_000,
         "--max-records",
         min=1,
+        max=MAX_POLL_RECORDS,
         help="Records per poll, and so per sink commit: smaller means less work redone"
         " after a crash and less memory, larger means fewer (bigger) commits.",
     ),

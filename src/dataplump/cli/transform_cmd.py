@@ -16,6 +16,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
+from dataplump.bus.kafka import MAX_POLL_RECORDS
 from dataplump.cli.options import ConfigOption, TableOption, check_tables
 from dataplump.cli.output import console, fail
 from dataplump.config import load_config
@@ -139,6 +140,7 @@ def transform(
         10_000,
         "--max-records",
         min=1,
+        max=MAX_POLL_RECORDS,
         help="Records per poll, and so per transaction: smaller means less work redone"
         " after a crash, larger means fewer transactions (DuckDB engine; Spark reads"
         " `transform.spark.batch_records` per micro-batch).",

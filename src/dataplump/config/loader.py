@@ -104,13 +104,21 @@ def _read(source: SourceMap) -> dict[str, Any]:
     if problem is None:
         yaml = YAML(typ="rt")
         try:
-            if duplicates := _index(yaml.compose(text), (), source, set()):
-                raise InvalidConfigError(source.file, duplicates)
-            data = yaml.load(text)
+            problem = DEEP if _flow_depth(text) > MAX_DEPTH else None
+            root = None if problem else yaml.compose(text)
+            problem = problem or _too_big(root)
+            if problem is None:
+                if duplicates := _index(root, (), source, set()):
+                    raise InvalidConfigError(source.file, duplicates)
+                data = yaml.load(text)
+        except RecursionError:
+            problem = DEEP
         except MarkedYAMLError as exc:
             context, mark = exc.context or "", exc.problem_mark
             if context and exc.context_mark is not None:
                 context = f" ({context} started on line {exc.context_mark.line + 1})"
+            elif context:
+                context = f" ({context})"
             problem = f"YAML syntax error: {exc.problem}{context}"
             line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         except YAMLError as exc:  # errors without a position
@@ -125,6 +133,75 @@ def _read(source: SourceMap) -> dict[str, Any]:
     if problem is not None:
         raise InvalidConfigError(source.file, [ConfigIssue("", problem, source.file, line, col)])
     return data  # type: ignore[no-any-return]
+
+
+MAX_DEPTH = 64
+"""Levels of nesting a pipeline file may have (it needs about 8)."""
+DEEP = f"YAML nested over {MAX_DEPTH} levels deep; a pipeline file needs far fewer"
+MAX_VALUES = 100_000
+"""Values a pipeline file may hold once its aliases are expanded."""
+
+
+def _too_big(root: Node | None) -> str | None:
+    """Why the composed file is too deep or, aliases expanded, too large; else None.
+
+    Measured on the node graph, each node once (an alias is the node it names), so a
+    file of nested aliases ("billion laughs") is refused before it is expanded."""
+    sizes: dict[int, int] = {}
+
+    def measure(node: Node, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise _Deep
+        if id(node) in sizes:
+            return
+        children: list[Node] = []
+        if isinstance(node, MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, SequenceNode):
+            children = list(node.value)
+        sizes[id(node)] = 0  # a node that holds itself adds nothing more
+        for child in children:
+            measure(child, depth + 1)
+        sizes[id(node)] = min(1 + sum(sizes[id(c)] for c in children), MAX_VALUES + 1)
+
+    if root is None:
+        return None
+    try:
+        measure(root, 1)
+    except _Deep:
+        return DEEP
+    if sizes[id(root)] > MAX_VALUES:
+        return (
+            f"YAML aliases expand to over {MAX_VALUES:,} values; a pipeline file is not"
+            " that large (write the repeated parts out)"
+        )
+    return None
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of ``[`` and ``{`` outside quotes and comments: ruamel's
+    scanner takes quadratic time over nested flow collections (a minute at 5,000
+    levels), so a file nested past :data:`MAX_DEPTH` is refused before it is parsed."""
+    deepest = depth = 0
+    for line in text.splitlines():
+        quote = ""
+        for i, char in enumerate(line):
+            if quote:
+                quote = "" if char == quote else quote
+            elif char in "'\"":
+                quote = char
+            elif char == "#" and (i == 0 or line[i - 1] in " \t"):
+                break
+            elif char in "[{":
+                depth += 1
+                deepest = max(deepest, depth)
+            elif char in "]}":
+                depth = max(depth - 1, 0)
+    return deepest
+
+
+class _Deep(Exception):
+    """Raised by :func:`_too_big` past :data:`MAX_DEPTH`."""
 
 
 def _index(

@@ -76,7 +76,13 @@ def parse_duration(value: object) -> float:
     return float(number) * _DURATION_UNIT[(unit or "s").lower()]
 
 
-Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0, allow_inf_nan=False)]
+MAX_SECONDS = 10 * 365 * 86400.0
+"""The longest duration a setting takes (ten years): past it, clocks and timers overflow."""
+Seconds = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False),
+]
 """A duration: a number of seconds, or text with a unit (`30s`, `5m`, `4h`, `1d`)."""
 
 
@@ -183,9 +189,12 @@ def _to_property(value: Any) -> Any:
 
 
 def _resolve(path: Path, info: ValidationInfo) -> Path:
+    """``path`` relative to the pipeline file's folder; one that climbs out with ``..`` is
+    resolved, so messages and `config check` show the folder it really is."""
     base = (info.context or {}).get("base_dir")
     path = path.expanduser()
-    return base / path if base is not None and not path.is_absolute() else path
+    path = base / path if base is not None and not path.is_absolute() else path
+    return path.resolve() if ".." in path.parts else path
 
 
 DatabaseUrl = Annotated[
@@ -200,6 +209,8 @@ OptionalStr = Annotated[str | None, BeforeValidator(_blank_to_none)]
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_to_none)]
 """An optional secret; empty (e.g. from `${VAR:-}`) means unset."""
 Positive = Annotated[int, Field(gt=0)]
+MAX_BATCH_SIZE = 10_000_000
+"""The most rows of a batch: a batch is held in memory and is one Kafka transaction."""
 
 
 class _Model(BaseModel):
@@ -245,11 +256,11 @@ class TableConfig(_Model):
     cursor: OptionalStr = None
     """Column that grows with every change (e.g. `updated_at`); required for `incremental`,
     refused for `full`."""
-    lag_seconds: float = Field(0.0, ge=0, allow_inf_nan=False)
+    lag_seconds: float = Field(0.0, ge=0, le=MAX_SECONDS, allow_inf_nan=False)
     """Incremental reads stop this many seconds before now, so rows whose transaction commits
     late are not missed."""
-    batch_size: Positive = 10_000
-    """Rows per Arrow record batch read from the source."""
+    batch_size: Annotated[int, Field(gt=0, le=MAX_BATCH_SIZE)] = 10_000
+    """Rows per Arrow record batch read from the source (one Kafka transaction each)."""
     sinks: Annotated[tuple[str, ...], BeforeValidator(_as_list)] | None = None
     """Names of the `sinks` this table is loaded into; default: every sink."""
     partition_by: Annotated[tuple[str, ...], BeforeValidator(_as_list)] = ()
@@ -292,6 +303,18 @@ class TableConfig(_Model):
                 " or remove `cursor`",
                 "cursor",
             )
+        if self.mode == "full" and "lag_seconds" in self.model_fields_set:
+            raise conflict(
+                "`lag_seconds` is set but mode is `full` (the default), which reads every"
+                " row each run; add `mode: incremental` or remove `lag_seconds`",
+                "lag_seconds",
+            )
+        repeated = sorted({c for c in self.primary_key if self.primary_key.count(c) > 1})
+        if repeated:
+            raise conflict(
+                f"column `{repeated[0]}` is named twice in `primary_key`; list each column once",
+                "primary_key",
+            )
         return self
 
 
@@ -309,9 +332,9 @@ class ManagedKafkaConfig(_Model):
 class TopicConfig(_Model):
     """``kafka.topic:`` — settings for the topics DataPlump creates."""
 
-    partitions: Positive = 1
+    partitions: Annotated[int, Field(gt=0, le=10_000)] = 1
     """Partitions per topic; the most consumers of one stage that can work in parallel."""
-    replication_factor: Positive = 1
+    replication_factor: Annotated[int, Field(gt=0, le=1000)] = 1
     """Copies of each partition; at most the number of brokers."""
 
 
@@ -333,6 +356,10 @@ class KafkaConfig(_Model):
     """SASL user name; required for SASL protocols."""
     sasl_password: OptionalSecret = None
     """SASL password; required for SASL protocols. Secret."""
+    ssl_ca_location: Path | None = None
+    """PEM file of the CA certificate(s) the brokers' TLS certificates are checked against
+    (relative to the pipeline file); librdkafka's `ssl.ca.location`. Unset: the system's
+    trusted CAs. Only with SSL or SASL_SSL."""
     extra: dict[str, Annotated[str, BeforeValidator(_to_property)]] = Field(
         default_factory=dict, repr=False
     )
@@ -347,6 +374,29 @@ class KafkaConfig(_Model):
     def is_managed(self) -> bool:
         """True when DataPlump runs the local broker (no `bootstrap_servers`)."""
         return self.bootstrap_servers is None
+
+    @field_validator("ssl_ca_location", mode="before")
+    @classmethod
+    def _ca_file(cls, value: Any, info: ValidationInfo) -> Any:
+        value = _blank_to_none(value)
+        if value is None or not isinstance(value, str | Path):
+            return value
+        path = _resolve(Path(value), info)
+        # Checked here, so a wrong path is a config error at its line, not a TLS failure
+        # librdkafka reports later as "certificate verify failed".
+        if not path.is_file():
+            raise ValueError(f"no such CA file: {path} (relative paths start at the pipeline file)")
+        return path
+
+    @model_validator(mode="after")
+    def _tls_only_with_ssl(self) -> KafkaConfig:
+        if self.ssl_ca_location is not None and not self.security_protocol.endswith("SSL"):
+            raise conflict(
+                f"`ssl_ca_location` is set but security_protocol is `{self.security_protocol}`;"
+                " use SSL or SASL_SSL, or remove `ssl_ca_location`",
+                "ssl_ca_location",
+            )
+        return self
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaConfig:
@@ -386,6 +436,8 @@ class KafkaConfig(_Model):
             conf["sasl.mechanism"] = self.sasl_mechanism
             conf["sasl.username"] = self.sasl_username
             conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location is not None:
+            conf["ssl.ca.location"] = str(self.ssl_ca_location)
         return conf | self.extra
 
 

@@ -232,8 +232,8 @@ def check(
     relations = _references(contract, references or {})
     plan = _plan(contract, table.schema)
     if plan.rejection is not None:
-        raise _rejected(contract, *plan.rejection)
-    failures, warnings = _expectations(contract, table, input_rows)
+        raise batch_rejected(contract, *plan.rejection)
+    failures, warnings = expectation_failures(contract, table, input_rows)
     n = table.num_rows
     if plan.sql is None or n == 0:
         empty = pa.array([], REASONS_TYPE)
@@ -256,8 +256,10 @@ def check(
         ) from None
     except duckdb.Error as exc:  # a rule's SQL failed on a value of this batch
         error = _sql.first_line(exc)
-        reasons = (_reason("check_failed", None, error),)
-        raise _rejected(contract, f"a rule could not run on the batch: {error}", reasons) from None
+        reasons = (batch_reason("check_failed", None, error),)
+        raise batch_rejected(
+            contract, f"a rule could not run on the batch: {error}", reasons
+        ) from None
     finally:
         for name in registered:
             con.unregister(name)
@@ -355,7 +357,7 @@ def _comparable(family: str, actual: pa.DataType) -> bool:
     )
 
 
-def _expectations(
+def expectation_failures(
     contract: Contract, table: pa.Table, input_rows: int | None
 ) -> tuple[tuple[BatchFailure, ...], tuple[BatchFailure, ...]]:
     """The failed expectations: ``(reject_batch ones, warn ones)``. Only counts are read
@@ -426,7 +428,9 @@ def _with_expectations(
     if not failures:
         return replace(result, batch_warnings=warnings) if warnings else result
     n = table.num_rows
-    batch = [_reason(f.expectation, f.column, f"batch rejected: {f.message}") for f in failures]
+    batch = [
+        batch_reason(f.expectation, f.column, f"batch rejected: {f.message}") for f in failures
+    ]
     reasons = _prepend(batch, result.invalid_rows, result.reasons, n)
     counts = tuple(RuleCount(f.expectation, f.column, n, f.owner) for f in failures)
     whole = _result(
@@ -614,12 +618,14 @@ def _build(contract: Contract, schema: pa.Schema) -> _Plan:
     names = schema.names
     if len(set(names)) != len(names):
         twice = next(name for name in names if names.count(name) > 1)
-        reason = _reason("duplicate_column", twice, f"the batch has two columns called `{twice}`")
+        reason = batch_reason(
+            "duplicate_column", twice, f"the batch has two columns called `{twice}`"
+        )
         return _Plan(None, (), False, (), (reason["message"], (reason,)))
-    issues = _schema_issues(contract, schema)
+    issues = schema_issues(contract, schema)
     blocking = [issue for issue in issues if issue.policy == "reject_batch"]
     if blocking:
-        reasons = [_reason(i.kind, i.column, i.message) for i in issues if i.policy != "pass"]
+        reasons = [batch_reason(i.kind, i.column, i.message) for i in issues if i.policy != "pass"]
         text = "; ".join(f"{i.message} (on_{i.kind}: reject_batch)" for i in blocking[:3])
         if len(blocking) > 3:
             text += f"; ... and {len(blocking) - 3} more"
@@ -704,7 +710,9 @@ def _build(contract: Contract, schema: pa.Schema) -> _Plan:
     return _Plan(sql, tuple(inputs), "$now" in sql, tuple(issues), None, tuple(query.items))
 
 
-def _schema_issues(contract: Contract, schema: pa.Schema) -> list[SchemaIssue]:
+def schema_issues(contract: Contract, schema: pa.Schema) -> list[SchemaIssue]:
+    """How a batch's columns differ from the contract's (unknown, missing, retyped), each
+    with the policy the contract sets for it; shared by both engines' checkers."""
     issues = []
     for name in schema.names:
         if name not in contract.columns:
@@ -744,13 +752,15 @@ def _is_text(actual: pa.DataType) -> bool:
     return bool(pt.is_string(actual) or pt.is_large_string(actual) or pt.is_string_view(actual))
 
 
-def _reason(rule: str, column: str | None, message: str) -> dict[str, Any]:
+def batch_reason(rule: str, column: str | None, message: str) -> dict[str, Any]:
+    """One reason of a whole batch's rejection (no value: it is about the batch)."""
     return {"rule": rule, "column": column, "value": None, "message": message}
 
 
-def _rejected(
+def batch_rejected(
     contract: Contract, text: str, reasons: tuple[dict[str, Any], ...]
 ) -> BatchRejectedError:
+    """The error that sends a whole batch to the DLQ, saying what to do next."""
     return BatchRejectedError(
         f"batch of table `{contract.table}` rejected whole by its contract"
         f" ({contract.version_label}): {text}; send it to the DLQ, then fix the source or"

@@ -236,10 +236,13 @@ class Min(_Bound):
     name: ClassVar[str] = "min"
 
     def failure(self, column: ColumnSql) -> str:
-        return f"{column.ref} < {literal(self.value, column.type)}"
+        below = f"{column.ref} < {literal(self.value, column.type)}"
+        # NaN compares above every number (DuckDB and Spark): no bound admits it
+        return f"({below} OR isnan({column.ref}))" if column.type.family == "float" else below
 
     def describe(self, column: ColumnSql) -> str:
-        return f"is less than the minimum {self.value}"
+        nan = " (a NaN never meets it)" if column.type.family == "float" else ""
+        return f"is less than the minimum {self.value}{nan}"
 
 
 class Max(_Bound):
@@ -252,10 +255,12 @@ class Max(_Bound):
     name: ClassVar[str] = "max"
 
     def failure(self, column: ColumnSql) -> str:
-        return f"{column.ref} > {literal(self.value, column.type)}"
+        above = f"{column.ref} > {literal(self.value, column.type)}"
+        return f"({above} OR isnan({column.ref}))" if column.type.family == "float" else above
 
     def describe(self, column: ColumnSql) -> str:
-        return f"is greater than the maximum {self.value}"
+        nan = " (a NaN never meets it)" if column.type.family == "float" else ""
+        return f"is greater than the maximum {self.value}{nan}"
 
 
 class AcceptedValues(ColumnRule):

@@ -73,11 +73,11 @@ from dataplump.contracts.check import (
     BatchFailure,
     RuleCount,
     SchemaIssue,
-    _expectations,
-    _reason,
-    _rejected,
-    _schema_issues,
+    batch_reason,
+    batch_rejected,
     check_reference,
+    expectation_failures,
+    schema_issues,
 )
 from dataplump.contracts.errors import (
     CheckFailedError,
@@ -634,10 +634,10 @@ def _rule_failure(
     if isinstance(rule, Unique):
         assert dup is not None
         return dup.isNotNull()
-    if isinstance(rule, Min):
-        return ref < _constant(rule.value, type_)
-    if isinstance(rule, Max):
-        return ref > _constant(rule.value, type_)
+    if isinstance(rule, Min | Max):
+        bound = _constant(rule.value, type_)
+        broken = ref < bound if isinstance(rule, Min) else ref > bound
+        return broken | F.isnan(ref) if type_.family == "float" else broken
     if isinstance(rule, AcceptedValues):
         return ~ref.isin(*[_constant(text, type_) for text in rule.value])
     if isinstance(rule, Pattern):
@@ -696,17 +696,19 @@ def check_frame(
     # The plan: schema issues, as check._build finds them.
     if len(set(inputs)) != len(inputs):
         twice = next(name for name in inputs if inputs.count(name) > 1)
-        reason = _reason("duplicate_column", twice, f"the batch has two columns called `{twice}`")
-        raise _rejected(contract, reason["message"], (reason,))
+        reason = batch_reason(
+            "duplicate_column", twice, f"the batch has two columns called `{twice}`"
+        )
+        raise batch_rejected(contract, reason["message"], (reason,))
     schema = pa.schema([pa.field(name, _spark_arrow(kinds[name])) for name in inputs])
-    issues = _schema_issues(contract, schema)
+    issues = schema_issues(contract, schema)
     blocking = [issue for issue in issues if issue.policy == "reject_batch"]
     if blocking:
-        reasons = [_reason(i.kind, i.column, i.message) for i in issues if i.policy != "pass"]
+        reasons = [batch_reason(i.kind, i.column, i.message) for i in issues if i.policy != "pass"]
         text = "; ".join(f"{i.message} (on_{i.kind}: reject_batch)" for i in blocking[:3])
         if len(blocking) > 3:
             text += f"; ... and {len(blocking) - 3} more"
-        raise _rejected(contract, text, tuple(reasons))
+        raise batch_rejected(contract, text, tuple(reasons))
 
     source = {name: f"__dp_in_{positions[k]}" for k, name in enumerate(inputs)}
     items: list[_Item] = []
@@ -873,8 +875,8 @@ def check_frame(
             state = exc.getSqlState() or ""
             error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if state.startswith("22"):
-                reason = _reason("check_failed", None, error)
-                raise _rejected(
+                reason = batch_reason("check_failed", None, error)
+                raise batch_rejected(
                     contract, f"a rule could not run on the batch: {error}", (reason,)
                 ) from None
             raise CheckFailedError(
@@ -888,7 +890,7 @@ def check_frame(
     warnings: tuple[BatchFailure, ...] = ()
     if contract.expectations:
         assert n is not None
-        failures, warnings = _expectations(contract, _counts_table(n, nulls), input_rows)
+        failures, warnings = expectation_failures(contract, _counts_table(n, nulls), input_rows)
 
     found_counts: dict[tuple[str, str | None], int] = {}
     for item, size in zip(items, sizes, strict=True):

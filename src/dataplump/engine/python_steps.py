@@ -34,7 +34,8 @@ from typing import Any
 import pyarrow as pa
 
 from dataplump.engine.builtin import ROW, StepError
-from dataplump.engine.spec import FunctionRef
+from dataplump.engine.errors import StepConfigError
+from dataplump.engine.spec import FunctionRef, PandasStep, PolarsStep
 
 UserFunction = Callable[[Any], Any]
 
@@ -71,6 +72,18 @@ def load_function(ref: FunctionRef) -> UserFunction:
             f"`{ref.name}` in {where} is a {type(function).__name__}, not a function"
         )
     return function  # type: ignore[no-any-return]
+
+
+def load_step_function(table: str, position: int, step: PandasStep | PolarsStep) -> UserFunction:
+    """:func:`load_function` for step ``position`` (1-based) of ``table``: a
+    :class:`StepConfigError` naming the table, the step and the function."""
+    try:
+        return load_function(step.function)
+    except ImportProblem as exc:
+        raise StepConfigError(
+            f"table `{table}`, step {position} ({step.kind}): cannot import"
+            f" `{step.function.text}`: {exc}"
+        ) from None
 
 
 def _import_file(file: Path, where: str) -> Any:

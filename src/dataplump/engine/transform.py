@@ -32,9 +32,8 @@ import pyarrow.compute as pc
 from dataplump.engine.builtin import ROW, RowFailures, StepError, StepOutput, run_builtin
 from dataplump.engine.errors import StepConfigError, StepFailed
 from dataplump.engine.python_steps import (
-    ImportProblem,
     UserFunction,
-    load_function,
+    load_step_function,
     run_pandas,
     run_polars,
 )
@@ -115,13 +114,7 @@ class TableTransform:
         functions = dict(functions or {})
         for i, step in enumerate(self.steps):
             if isinstance(step, PandasStep | PolarsStep) and i not in functions:
-                try:
-                    functions[i] = load_function(step.function)
-                except ImportProblem as exc:
-                    raise StepConfigError(
-                        f"table `{table}`, step {i + 1} ({step.kind}): cannot import"
-                        f" `{step.function.text}`: {exc}"
-                    ) from None
+                functions[i] = load_step_function(table, i + 1, step)
         self._bound = [
             _Bound(f"{i + 1}:{step.kind}", step, self._runner(step, functions.get(i)))
             for i, step in enumerate(self.steps)

@@ -27,14 +27,21 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
-from dataplump.bus.kafka import Headers, Producer, create_topics
+from dataplump.bus.kafka import (
+    Headers,
+    Producer,
+    create_topics,
+    max_record_bytes,
+    message_max_bytes,
+)
 from dataplump.bus.records import (
     HEADER_ERROR_CONTRACT,
     HEADER_ERROR_MESSAGE,
@@ -104,6 +111,8 @@ class Extractor:
         self.on_progress = on_progress or (lambda _counts: None)
         self._client = config.kafka.client_config(bootstrap)
         self._client.pop("bootstrap.servers")
+        self._max_record = max_record_bytes(self._client)
+        self._message_max = message_max_bytes(self._client)
         self.schemas = SchemaRegistry(bootstrap, config.name, extra=self._client)
 
     def prepare(self, tables: Sequence[str] | None = None) -> None:
@@ -194,8 +203,8 @@ class Extractor:
                     self._read(source, producer, contract, counts)
                     break
                 except TransientError as exc:
-                    if attempt >= MAX_ATTEMPTS:
-                        raise
+                    if attempt >= MAX_ATTEMPTS or producer.stuck is not None:
+                        raise  # a stuck producer cannot redo it: a new one will
                     counts.retries += 1
                     delay = min(30.0, 0.5 * 2**attempt)
                     log.warning(
@@ -240,7 +249,8 @@ class Extractor:
                 since = counts.resume = read.watermark
             # Checking and encoding (DuckDB, Polars: no GIL) run in the reader thread, so
             # they overlap with producing the previous batch here.
-            checked_batches = (_check(source, contract, batch) for batch in read)
+            limits = self._max_record, self._message_max
+            checked_batches = (_check(source, contract, batch, *limits) for batch in read)
             for checked in _prefetch(checked_batches):
                 read_now, invalid_now = len(checked.keys), len(checked.rejects)
                 totals = {
@@ -367,8 +377,16 @@ class _Checked:
     schema: pa.Schema
 
 
-def _check(source: Source, contract: Contract | None, batch: pa.RecordBatch) -> _Checked:
-    """Check and encode one batch (runs in the reader thread; touches no shared state)."""
+def _check(
+    source: Source, contract: Contract | None, batch: pa.RecordBatch, limit: int, configured: int
+) -> _Checked:
+    """Check and encode one batch (runs in the reader thread; touches no shared state);
+    rows too large for a Kafka record of ``limit`` bytes are rejected (see
+    :func:`_reject_too_large`)."""
+    return _reject_too_large(_check_contract(source, contract, batch), limit, configured)
+
+
+def _check_contract(source: Source, contract: Contract | None, batch: pa.RecordBatch) -> _Checked:
     keys = encode_keys(batch, source.config.primary_key)
     values = encode_rows(batch)
     n = batch.num_rows
@@ -400,6 +418,62 @@ def _check(source: Source, contract: Contract | None, batch: pa.RecordBatch) -> 
         source.watermark(batch),
         batch.schema,
     )
+
+
+_HEADROOM = 4096
+"""Bytes of a record kept for its headers (lineage, and the reasons of a DLQ record)."""
+_KEPT_TEXT = 1024
+"""Characters of a reason's value or message a too-large row's DLQ record keeps."""
+
+
+def _reject_too_large(checked: _Checked, limit: int, configured: int) -> _Checked:
+    """``checked`` with the rows over ``limit`` bytes as a record rejected: Kafka would
+    refuse them (MSG_SIZE_TOO_LARGE), and a refused record must not stop the table.
+    Their DLQ record keeps the start of the value (an eighth of ``limit``: JSON text
+    that is cut, so no longer JSON), reasons cut to fit, and the rule
+    ``record_too_large`` (whose message quotes ``configured``, message.max.bytes as set)."""
+    keys, values = checked.keys, checked.values
+    sizes = np.fromiter(map(len, values), np.int64, len(values))
+    sizes += 2 * np.fromiter(map(len, keys), np.int64, len(keys))  # key and dp.pk
+    big = np.flatnonzero(sizes > limit - _HEADROOM)
+    if not len(big):
+        return checked
+    keep = max(limit // 8, 1)
+    values, mask = list(values), list(checked.valid_mask)
+    reasons_of = dict(checked.rejects)
+    for row in big.tolist():
+        reasons = [
+            {**r, "value": _cut(r.get("value")), "message": _cut(r.get("message"))}
+            for r in reasons_of.get(row, [])
+        ]
+        reasons.append(
+            {
+                "rule": "record_too_large",
+                "column": None,
+                "value": None,
+                "message": f"the row is a {int(sizes[row])}-byte record, over message.max.bytes"
+                f" ({configured} bytes here): its dead-letter record keeps the first {keep} bytes"
+                " of its value",
+            }
+        )
+        reasons_of[row] = reasons
+        values[row] = values[row][:keep]
+        mask[row] = False
+    counts = dict(checked.counts_by_rule)
+    counts["record_too_large"] = counts.get("record_too_large", 0) + len(big)
+    return replace(
+        checked,
+        values=values,
+        valid_mask=mask,
+        rejects=sorted(reasons_of.items()),
+        counts_by_rule=counts,
+    )
+
+
+def _cut(text: object) -> object:
+    if isinstance(text, str) and len(text) > _KEPT_TEXT:
+        return f"{text[:_KEPT_TEXT]}... ({len(text)} characters in all)"
+    return text
 
 
 def _resume_point(mode: str, stored: dict[str, Any] | None) -> Watermark | None:

@@ -106,7 +106,8 @@ def replayed(config: PipelineConfig, bootstrap: str) -> dict[str, dict[str, Any]
     """Every replayed record, by ``topic:partition:offset`` (the replays topic read)."""
     client = _client(config, bootstrap)
     topic = topics.replays(config.name)
-    ensure_state_topics(bootstrap, [topic], extra=client)
+    rf = config.kafka.topic.replication_factor
+    ensure_state_topics(bootstrap, [topic], replication_factor=rf, extra=client)
     return read_state(bootstrap, topic, extra=client)
 
 

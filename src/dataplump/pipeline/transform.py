@@ -43,6 +43,9 @@ from dataplump.bus.kafka import (
     consumer,
     create_topics,
     log_bounds,
+    max_record_bytes,
+    message_max_bytes,
+    record_bytes,
     wrap_kafka_error,
 )
 from dataplump.bus.records import (
@@ -180,6 +183,8 @@ class _Failure:
     reasons: list[dict[str, Any]]
     output: bytes | None = None
     error: dict[str, str] | None = None
+    input_text: str | None = None
+    """Set only for a record too large for the failed store: the start of its input."""
 
 
 @dataclass
@@ -244,6 +249,8 @@ class Transformer:
         self.poll_timeout = poll_timeout
         self._client = config.kafka.client_config(bootstrap)
         self._client.pop("bootstrap.servers")
+        self._max_record = max_record_bytes(self._client)
+        self._message_max = message_max_bytes(self._client)
         self.schemas = SchemaRegistry(bootstrap, config.name, extra=self._client)
         self.references = ReferenceTables(config)
         self.transforms = {
@@ -326,8 +333,8 @@ class Transformer:
                     self._transaction(producer, client, messages)
                     attempt = 1
                 except TransientError as exc:
-                    if attempt >= MAX_ATTEMPTS:
-                        raise
+                    if attempt >= MAX_ATTEMPTS or producer.stuck is not None:
+                        raise  # a stuck producer cannot redo it: a new process will
                     delay = min(30.0, 0.5 * 2**attempt)
                     log.warning(
                         "%s; redoing the batch from the last commit in %.0fs (attempt %d/%d)",
@@ -487,9 +494,13 @@ class Transformer:
                 ),
             )
         valid_out, lineage = attempt.valid, attempt.lineage
+        failures = batch.failures
         if valid_out is not None and valid_out.num_rows:
-            counts.processed = self._produce_processed(producer, table, valid_out, lineage)
-        counts.failed = self._produce_failed(producer, table, batch.failures)
+            counts.processed, too_large = self._produce_processed(
+                producer, table, valid_out, lineage
+            )
+            failures = failures + too_large
+        counts.failed = self._produce_failed(producer, table, failures)
         return counts
 
     def _attempt(self, table: str, inputs: pa.Table, decoded: list[Message]) -> _Attempt:
@@ -667,7 +678,9 @@ class Transformer:
 
     def _produce_processed(
         self, producer: Producer, table: str, output: pa.Table, lineage: list[Message | None]
-    ) -> int:
+    ) -> tuple[int, list[_Failure]]:
+        """Queue the valid output rows; return how many, and the failures of the rows too
+        large for a Kafka record (``message.max.bytes``), which are not queued."""
         primary_key = self.config.tables[table].primary_key
         keys, values = encode_keys(output, primary_key), encode_rows(output)
         extra: Headers = [
@@ -676,13 +689,79 @@ class Transformer:
             (HEADER_TRANSFORM_RUN, self.run_id.encode()),
         ]
         lineage_of = self._lineage.get
-        return producer.produce_many(
+        too_large: list[_Failure] = []
+        limit = self._max_record - record_bytes(None, None, extra)
+        for row in [i for i, v in enumerate(values) if len(v) + len(keys[i]) > limit - _SMALL]:
+            source = lineage[row]
+            headers = lineage_of(id(source), ())
+            size = record_bytes(keys[row], values[row], headers)
+            if size > limit:
+                reason = _reason(
+                    "record_too_large",
+                    None,
+                    None,
+                    f"the transformed row is a {size + self._max_record - limit}-byte record,"
+                    f" over message.max.bytes ({self._message_max} bytes here)",
+                )
+                message = source if source is not None else _Orphan(table, self.config.name)
+                too_large.append(_Failure(message, "output", [reason], values[row]))
+        if too_large:
+            big = {id(f.output) for f in too_large}
+            kept = [i for i, v in enumerate(values) if id(v) not in big]
+            keys, values = [keys[i] for i in kept], [values[i] for i in kept]
+            lineage = [lineage[i] for i in kept]
+        produced = producer.produce_many(
             topics.processed(self.config.name, table),
             (
                 (key, value, [*lineage_of(id(source), ()), *extra])
                 for key, value, source in zip(keys, values, lineage, strict=True)
             ),
         )
+        return produced, too_large
+
+    def _failed_record(
+        self,
+        table: str,
+        failure: _Failure,
+        now: str,
+        contract: Contract | None,
+        *,
+        small: bool = False,
+    ) -> tuple[bytes | None, bytes, Headers]:
+        """The key, value and headers of ``failure`` in the failed store; ``small`` keeps
+        only short lineage headers and no key longer than them (a record that did not fit)."""
+        message = failure.message
+        value = message.value() if failure.input_text is None else None
+        key = message.key()
+        envelope = {
+            "table": table,
+            "stage": STAGE,
+            "step": failure.step,
+            "reasons": failure.reasons,
+            "error": failure.error,
+            "input": orjson.Fragment(value) if value and failure.step != "decode" else None,
+            "input_text": failure.input_text
+            if failure.input_text is not None
+            else (_text(value) if failure.step == "decode" else None),
+            "output": orjson.Fragment(failure.output) if failure.output else None,
+            "failed_at": now,
+            "run": self.run_id,
+        }
+        lineage = self._lineage.get(id(message), ())
+        if small:
+            lineage = [(k, v) for k, v in lineage if len(v or b"") <= _SMALL]
+            key = key if key is None or len(key) <= _SMALL else None
+        headers: Headers = [
+            *lineage,
+            (HEADER_ERROR_STAGE, STAGE.encode()),
+            (HEADER_ERROR_STEP, failure.step.encode()),
+            (HEADER_ERROR_RULES, ",".join(rule_key(r) for r in failure.reasons).encode()),
+            (HEADER_ERROR_MESSAGE, str(failure.reasons[0]["message"]).encode()),
+            (HEADER_ERROR_REASONS, orjson.dumps(failure.reasons)),
+        ]
+        if failure.step == "output_contract" and (version := _version(contract)):
+            headers.append((HEADER_ERROR_CONTRACT, version.encode()))
+        return key, orjson.dumps(envelope), headers
 
     def _produce_failed(self, producer: Producer, table: str, failures: list[_Failure]) -> int:
         if not failures:
@@ -692,36 +771,18 @@ class Transformer:
         by_rule: dict[str, int] = defaultdict(int)
         contract = self.contracts[table]
         for failure in failures:
-            rules = ",".join(rule_key(r) for r in failure.reasons)
             for rule in dict.fromkeys(rule_key(r) for r in failure.reasons):
                 by_rule[rule] += 1
-            message = failure.message
-            value = message.value()
-            envelope = {
-                "table": table,
-                "stage": STAGE,
-                "step": failure.step,
-                "reasons": failure.reasons,
-                "error": failure.error,
-                "input": orjson.Fragment(value) if value and failure.step != "decode" else None,
-                "input_text": _text(value) if failure.step == "decode" else None,
-                "output": orjson.Fragment(failure.output) if failure.output else None,
-                "failed_at": now,
-                "run": self.run_id,
-            }
-            headers: Headers = [
-                *self._lineage.get(id(message), ()),
-                (HEADER_ERROR_STAGE, STAGE.encode()),
-                (HEADER_ERROR_STEP, failure.step.encode()),
-                (HEADER_ERROR_RULES, rules.encode()),
-                (HEADER_ERROR_MESSAGE, str(failure.reasons[0]["message"]).encode()),
-                (HEADER_ERROR_REASONS, orjson.dumps(failure.reasons)),
-            ]
-            if failure.step == "output_contract" and (version := _version(contract)):
-                headers.append((HEADER_ERROR_CONTRACT, version.encode()))
-            producer.produce(
-                failed_topic, orjson.dumps(envelope), key=message.key(), headers=headers
-            )
+            key, value, headers = self._failed_record(table, failure, now, contract)
+            if record_bytes(key, value, headers) > self._max_record:
+                key, value, headers = self._failed_record(
+                    table,
+                    _shrunk(failure, self._max_record, self._message_max),
+                    now,
+                    contract,
+                    small=True,
+                )
+            producer.produce(failed_topic, value, key=key, headers=headers)
         produce_alert(
             producer,
             records_alert(
@@ -863,20 +924,29 @@ def _rows_by_key(inputs: pa.Table, output: pa.Table, key: Sequence[str]) -> pa.A
     if any(column not in output.schema.names for column in key):
         return None
     try:
-        wanted = output.select(list(key)).cast(inputs.select(list(key)).schema)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        types = [field.with_nullable(True) for field in inputs.select(list(key)).schema]
+        wanted = output.select(list(key)).cast(pa.schema(types))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
         return None
     out = pl.from_arrow(wanted)
     into = pl.from_arrow(inputs.select(list(key)))
     assert isinstance(out, pl.DataFrame)
     assert isinstance(into, pl.DataFrame)
-    joined = out.with_row_index("_out").join(
-        into.with_row_index("_in").unique(subset=list(key), keep="last"),
+    # The n-th output row of a key comes from the n-th input row of that key: a key the
+    # batch holds twice (two records, one id) keeps both inputs, not the last one twice.
+    nth = pl.int_range(pl.len()).over(list(key)).alias("_nth")
+    out = out.with_row_index("_out").with_columns(nth)
+    into = into.with_row_index("_in")
+    paired = out.join(
+        into.with_columns(nth), on=[*key, "_nth"], how="left", nulls_equal=False
+    ).join(  # more outputs than inputs of a key (a step duplicated it): the last input
+        into.unique(subset=list(key), keep="last").rename({"_in": "_last"}),
         on=list(key),
         how="left",
         nulls_equal=False,
     )
-    return joined.sort("_out")["_in"].cast(pl.Int64).to_arrow()
+    rows = paired.sort("_out").select(pl.coalesce("_in", "_last").cast(pl.Int64))
+    return rows.to_series().to_arrow()
 
 
 def _step_failed(exc: StepFailed, decoded: list[Message]) -> _Attempt:
@@ -899,6 +969,43 @@ def _step_failed(exc: StepFailed, decoded: list[Message]) -> _Attempt:
 
 def _reason(rule: str, column: str | None, value: str | None, message: str) -> dict[str, Any]:
     return {"rule": rule, "column": column, "value": value, "message": message}
+
+
+_SMALL = 1024
+"""Bytes of a text or header a failed record too large for the store still keeps whole."""
+
+
+def _clip(text: object, size: int = _SMALL) -> object:
+    """``text`` cut to ``size`` characters (saying how long it was); other values as is."""
+    if isinstance(text, str) and len(text) > size:
+        return f"{text[:size]}... ({len(text)} characters in all)"
+    return text
+
+
+def _shrunk(failure: _Failure, limit: int, configured: int) -> _Failure:
+    """``failure`` made to fit in a record of ``limit`` bytes: reasons with their values
+    and messages clipped, no input or output but the start of the input as text, and a
+    ``record_too_large`` reason saying so."""
+    message = failure.message
+    value = message.value() or b""
+    size = len(value) + len(failure.output or b"")
+    keep = max(limit // 8, 1)  # JSON escapes may grow it six times
+    reasons = [
+        {**r, "value": _clip(r.get("value")), "message": _clip(r.get("message"))}
+        for r in failure.reasons
+    ]
+    reasons.append(
+        _reason(
+            "record_too_large",
+            None,
+            None,
+            f"the failed record would be over message.max.bytes ({configured} bytes here; its"
+            f" input and output are {size} bytes): it keeps the first {keep} bytes of the"
+            " input as text, and no output",
+        )
+    )
+    text = value[:keep].decode("utf-8", errors="replace")
+    return _Failure(message, failure.step, reasons, None, failure.error, text)
 
 
 def _malformed(message: Message, text: str) -> _Failure:

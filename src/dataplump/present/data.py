@@ -288,10 +288,14 @@ def read_snapshot(
     return snapshot
 
 
+INCIDENT_KEY = ("table", "stage", "kind", "rule", "fingerprint")
+"""What identifies an incident (as :func:`incidents` and the notifier group events)."""
+
+
 def read_delivery(config: PipelineConfig, bootstrap: str) -> dict[tuple[Any, ...], str]:
     """How far the notifications of each incident the notifier knows got, per channel:
     ``email: delivered; webhook: pending (3 failed attempts: ...)``. Keyed by the
-    incident's (table, stage, kind, rule, fingerprint). Only incidents still open or with
+    incident's :data:`INCIDENT_KEY`. Only incidents still open or with
     a notice pending are in the notifier's state."""
     from dataplump.notify.service import load_state
 
@@ -300,7 +304,7 @@ def read_delivery(config: PipelineConfig, bootstrap: str) -> dict[tuple[Any, ...
     found: dict[tuple[Any, ...], dict[str, str]] = {}
 
     def key(incident: Any) -> tuple[Any, ...]:
-        return (incident.table, incident.stage, incident.kind, incident.rule, incident.fingerprint)
+        return tuple(getattr(incident, k) for k in INCIDENT_KEY)
 
     for channel, channel_state in state.channels.items():
         for pending in channel_state.pending:
@@ -315,10 +319,6 @@ def read_delivery(config: PipelineConfig, bootstrap: str) -> dict[tuple[Any, ...
             if incident.id in channel_state.paged:
                 found.setdefault(key(incident), {}).setdefault(channel, "delivered")
     return {k: "; ".join(f"{c}: {v}" for c, v in sorted(v.items())) for k, v in found.items()}
-
-
-INCIDENT_KEY = ("table", "stage", "kind", "rule", "fingerprint")
-"""What identifies an incident (as :func:`incidents` and the notifier group events)."""
 
 
 def delivery_state(snapshot: Snapshot, incident: dict[str, Any]) -> str:
@@ -831,11 +831,16 @@ def distribution(snapshot: Snapshot, table: str, column: str, bins: int = 20) ->
 
 
 def chart_tables(chart: ChartConfig, tables: list[str]) -> list[str]:
-    """The curated tables a chart's SQL names (as words)."""
-    import re
+    """The curated tables a chart's SQL reads (parsed: a column or alias of the same name
+    is not a table). SQL that does not parse names none; its chart shows the error."""
+    import sqlglot
+    from sqlglot import exp
 
-    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", chart.sql))
-    return [t for t in tables if t in words]
+    try:
+        read = {t.name for t in sqlglot.parse_one(chart.sql, read="duckdb").find_all(exp.Table)}
+    except sqlglot.errors.ParseError:
+        return []
+    return [t for t in tables if t in read]
 
 
 def chart_rows(snapshot: Snapshot, chart: ChartConfig) -> list[dict[str, Any]]:

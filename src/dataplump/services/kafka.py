@@ -33,7 +33,7 @@ import subprocess
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -198,11 +198,34 @@ class BrokerInfo:
     seconds: float
 
 
-class KafkaManager:
-    """Install, start, inspect and stop one single-node KRaft broker on 127.0.0.1.
+@dataclass(frozen=True)
+class QuorumMember:
+    """This node's place in a KRaft quorum of several nodes (a local test cluster).
 
+    Every node of one cluster shares ``voters`` and ``cluster_id``; each has its own
+    ``node_id`` and a fixed ``controller_port`` (the one ``voters`` names for it).
+    """
+
+    node_id: int
+    controller_port: int
+    voters: str
+    """``controller.quorum.voters``: ``1@127.0.0.1:PORT,2@127.0.0.1:PORT,...``."""
+    cluster_id: str
+    """The id every node's storage is formatted with (:func:`new_cluster_id`)."""
+
+
+class KafkaManager:
+    """Install, start, inspect and stop one KRaft node (broker and controller) on 127.0.0.1.
+
+    Alone by default (node 1, its own one-voter quorum on a controller port chosen at
+    each start); with ``quorum`` one node of a cluster whose nodes are started apart
+    (:meth:`up` with ``wait=False``, then :meth:`wait_ready` once they all run).
     ``extra_properties`` are appended to ``server.properties`` as given (listeners
-    with SASL/TLS, retention, ...); they win over the defaults written here.
+    with SASL/TLS, retention, replication of internal topics, ...); they win over the
+    defaults written here. ``scram_users`` (name to password) are SCRAM credentials
+    written into the metadata log when the storage is formatted, once per mechanism in
+    ``scram_mechanisms``: KRaft has no other way to have them before the broker
+    answers its first login. A data dir formatted earlier keeps the users it has.
     """
 
     def __init__(
@@ -213,11 +236,29 @@ class KafkaManager:
         heap: str = DEFAULT_HEAP,
         extra_properties: Mapping[str, str] | None = None,
         jar_cache: Path | None = None,
+        scram_users: Mapping[str, str] | None = None,
+        scram_mechanisms: Sequence[str] = ("SCRAM-SHA-512",),
+        quorum: QuorumMember | None = None,
     ) -> None:
         self.data_dir = data_dir.expanduser().resolve()
         self.port = port
         self.heap = heap
         self.extra_properties = dict(extra_properties or {})
+        self._scram_users = dict(scram_users or {})
+        self._scram_mechanisms = tuple(scram_mechanisms)
+        for name, password in self._scram_users.items():
+            # kafka-storage's --add-scram syntax quotes values with `"` and has no escape.
+            if not name or not password or any(c in name + password for c in '"\n\r'):
+                raise KafkaServiceError(
+                    f"SCRAM user {name!r}: the name and password must be non-empty, "
+                    'one line and without `"`'
+                )
+        unknown = set(self._scram_mechanisms) - {"SCRAM-SHA-256", "SCRAM-SHA-512"}
+        if unknown:
+            raise KafkaServiceError(
+                f"unknown SCRAM mechanism {sorted(unknown)[0]}: use SCRAM-SHA-256 or SCRAM-SHA-512"
+            )
+        self.quorum = quorum
         self.version = kafka_version()
         self.libs_dir = (jar_cache or cache_dir()) / "kafka" / self.version / "libs"
 
@@ -310,13 +351,18 @@ class KafkaManager:
         return f"127.0.0.1:{port}" if isinstance(port, int) else None
 
     # -- lifecycle -------------------------------------------------------------
-    def up(self, *, timeout: float = 90.0) -> BrokerInfo:
-        """Start the broker unless it runs; return once a metadata request succeeds."""
+    def up(self, *, timeout: float = 90.0, wait: bool = True) -> BrokerInfo:
+        """Start the broker unless it runs; return once a metadata request succeeds.
+
+        ``wait=False`` returns once the process is started: a node of a cluster cannot
+        answer before a majority of its quorum runs (:meth:`wait_ready` then).
+        """
         started = time.monotonic()
         pid = self._running_pid()
         if pid is not None:
             bootstrap = self._bootstrap_of_state() or f"127.0.0.1:{self.port}"
-            self._wait_ready(bootstrap, pid, deadline=started + timeout)
+            if wait:
+                self._wait_ready(bootstrap, pid, deadline=started + timeout)
             return BrokerInfo(bootstrap, pid, True, time.monotonic() - started)
 
         if not self.installed():
@@ -330,7 +376,7 @@ class KafkaManager:
                 f"port {self.port} on 127.0.0.1 is already in use by another program: "
                 "pick another with --port, or stop that program"
             )
-        controller_port = free_port()
+        controller_port = self.quorum.controller_port if self.quorum else free_port()
         self._write_configs(controller_port)
         self._format_storage(java)
 
@@ -356,24 +402,38 @@ class KafkaManager:
         }
         self._state_file.write_text(json.dumps(state, indent=2) + "\n")
         bootstrap = f"127.0.0.1:{self.port}"
-        self._wait_ready(bootstrap, proc.pid, deadline=started + timeout)
+        if wait:
+            self._wait_ready(bootstrap, proc.pid, deadline=started + timeout)
         return BrokerInfo(bootstrap, proc.pid, False, time.monotonic() - started)
+
+    def wait_ready(self, *, timeout: float = 90.0) -> None:
+        """Return once the running broker answers a metadata request (after ``up(wait=False)``)."""
+        pid = self._running_pid()
+        if pid is None:
+            raise KafkaServiceError(
+                f"no Kafka broker of {self.data_dir} runs: {self._log_tail()} (see {self.log_file})"
+            )
+        bootstrap = self._bootstrap_of_state() or f"127.0.0.1:{self.port}"
+        self._wait_ready(bootstrap, pid, deadline=time.monotonic() + timeout)
 
     def _write_configs(self, controller_port: int) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "log4j2.xml").write_text(_LOG4J2.format(log=self.log_file))
+        quorum = self.quorum
+        voters = quorum.voters if quorum else f"1@127.0.0.1:{controller_port}"
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+            "node.id": str(quorum.node_id if quorum else 1),
+            "controller.quorum.voters": voters,
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(self._log_dirs),
-            # One node: internal topics cannot have more replicas than that.
+            # One node: internal topics cannot have more replicas than that (a cluster's
+            # starter raises them in extra_properties).
             "offsets.topic.replication.factor": "1",
             "transaction.state.log.replication.factor": "1",
             "transaction.state.log.min.isr": "1",
@@ -388,7 +448,7 @@ class KafkaManager:
     def _format_storage(self, java: str) -> None:
         if (self._log_dirs / "meta.properties").exists():
             return
-        cluster_id = _kafka_uuid()
+        cluster_id = self.quorum.cluster_id if self.quorum else _kafka_uuid()
         cmd = self._java_command(
             java,
             "kafka.tools.StorageTool",
@@ -398,10 +458,17 @@ class KafkaManager:
             "--config",
             str(self._properties_file),
             "--ignore-formatted",
+            *(
+                f'--add-scram={mechanism}=[name="{name}",password="{password}"]'
+                for name, password in self._scram_users.items()
+                for mechanism in self._scram_mechanisms
+            ),
         )
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
+            for password in self._scram_users.values():  # the tool may echo its arguments
+                tail = tail.replace(password, "***")
             raise KafkaServiceError(f"formatting Kafka storage in {self._log_dirs} failed: {tail}")
 
     def _wait_ready(self, bootstrap: str, pid: int, *, deadline: float) -> None:
@@ -506,6 +573,11 @@ def _megabytes(heap: str) -> int:
     unit = heap[-1].lower()
     number = int(heap[:-1]) if unit in "kmg" else int(heap)
     return {"k": number // 1024, "m": number, "g": number * 1024}.get(unit, number // 2**20)
+
+
+def new_cluster_id() -> str:
+    """A fresh id for the nodes of one cluster (:class:`QuorumMember`)."""
+    return _kafka_uuid()
 
 
 def _kafka_uuid() -> str:

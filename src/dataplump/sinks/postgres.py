@@ -282,6 +282,20 @@ class PostgresSink(Sink):
         detail = redact(message, self._url)
         masked = masked_url(self._url)
         where = f"{self._url.host or 'localhost'}:{self._url.port or 5432}"
+        # A refused or failed TLS handshake is a setting to fix: retrying it only delays
+        # the same error (it used to be retried as "unreachable or restarting").
+        if kind == "tls_required":
+            return SinkError(
+                f"sink `{self.name}`: PostgreSQL at {where} takes only encrypted connections"
+                f" ({detail}): add `sslmode=verify-full&sslrootcert=<CA file>` (or"
+                f" `sslmode=require`) to the sink's `url` ({masked})"
+            )
+        if kind == "tls":
+            return SinkError(
+                f"sink `{self.name}`: the TLS connection to PostgreSQL at {where} failed"
+                f" ({detail}): check `sslmode` and `sslrootcert` in the sink's `url` and the"
+                f" server's certificate ({masked})"
+            )
         if kind in ("unreachable", "transient") or isinstance(exc, psycopg.OperationalError):
             if kind in ("auth", "no_database", "unknown_host"):
                 return SinkError(

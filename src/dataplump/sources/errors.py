@@ -72,6 +72,23 @@ def redact(text: str, url: URL | None) -> str:
 
 
 # Patterns in driver messages (libpq, MySQL client, sqlite3), checked in order.
+# The server takes only encrypted connections (libpq: pg_hba's `hostnossl ... reject`
+# or no `host` line; MySQL: require_secure_transport): checked before _AUTH, which
+# matches "pg_hba.conf" too, because the password is not what is wrong.
+_TLS_REQUIRED = re.compile(
+    r"pg_hba\.conf rejects connection .*, no encryption|insecure transport are prohibited",
+    re.IGNORECASE,
+)
+# The TLS handshake failed or cannot be made as configured: an untrusted or mismatched
+# certificate, a missing CA file, a server without TLS when TLS is required. A setting
+# to fix, never an outage to wait out.
+_TLS = re.compile(
+    r"certificate verify failed|does not match host name|server does not support SSL"
+    r"|root certificate file .* does not exist|SSL connection (error|is required)"
+    r"|could not (read|load) (root certificate|certificate|private key)"
+    r"|sslmode value .* invalid|tlsv1 alert|wrong version number",
+    re.IGNORECASE,
+)
 _AUTH = re.compile(
     r"password authentication failed|authentication failed|access denied for user"
     r"|no password supplied|pg_hba\.conf|\b28P01\b|\(28000\)|\b1045\b",
@@ -103,16 +120,31 @@ _TRANSIENT_MYSQL = {1040, 1053, 1205, 1213, 1317, 2002, 2003, 2006, 2013}
 # SQLite: the database file is locked by another connection.
 _TRANSIENT_SQLITE = re.compile(r"database is locked|database table is locked", re.IGNORECASE)
 
-Kind = Literal["auth", "no_database", "unknown_host", "unreachable", "transient", "other"]
+Kind = Literal[
+    "tls_required",
+    "tls",
+    "auth",
+    "no_database",
+    "unknown_host",
+    "unreachable",
+    "transient",
+    "other",
+]
 """What a driver error means for the caller (see :func:`classify`)."""
 
 
 def classify(message: str, *, sqlstate: str | None = None, mysql_code: int | None = None) -> Kind:
     """What kind of failure a driver message (and its SQLSTATE or MySQL number) describes.
 
-    ``auth``, ``no_database`` and ``unknown_host`` are terminal (the URL is wrong),
-    ``unreachable`` and ``transient`` are worth a retry, ``other`` is terminal.
+    ``tls_required`` (the server takes only encrypted connections), ``tls`` (the TLS
+    handshake failed: certificate, CA file), ``auth``, ``no_database`` and
+    ``unknown_host`` are terminal (the URL is wrong), ``unreachable`` and ``transient``
+    are worth a retry, ``other`` is terminal.
     """
+    if mysql_code == 3159 or _TLS_REQUIRED.search(message):  # ER_SECURE_TRANSPORT_REQUIRED
+        return "tls_required"
+    if mysql_code == 2026 or _TLS.search(message):  # CR_SSL_CONNECTION_ERROR
+        return "tls"
     if _AUTH.search(message):
         return "auth"
     if _NO_DATABASE.search(message):
@@ -129,6 +161,12 @@ def classify(message: str, *, sqlstate: str | None = None, mysql_code: int | Non
 
 
 _DATABASE_NAMES = {"postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB", "sqlite": "SQLite"}
+_TLS_HINT = {
+    "postgresql": "`sslmode=verify-full&sslrootcert=<CA file>`, or `sslmode=require`",
+    "mysql": "`ssl_ca=<CA file>` for PyMySQL",
+    "mariadb": "`ssl_ca=<CA file>` for PyMySQL",
+}
+"""How each backend's URL asks for TLS, for the hint in TLS errors."""
 
 
 def _details(exc: BaseException) -> tuple[str, str | None, int | None]:
@@ -172,6 +210,19 @@ def wrap_error(
     masked = masked_url(url)
     if backend == "sqlite":
         where = url.database or ":memory:"
+    if kind == "tls_required":
+        return SourceError(
+            f"{name} at {where} takes only encrypted connections ({detail}): ask for TLS in"
+            f" `source.url` ({_TLS_HINT.get(backend, 'its TLS options')}; {masked})",
+            table=table,
+        )
+    if kind == "tls":
+        return SourceError(
+            f"the TLS connection to {name} at {where} failed ({detail}): check the TLS options"
+            f" of `source.url` ({_TLS_HINT.get(backend, 'its TLS options')}) and the server's"
+            f" certificate ({masked})",
+            table=table,
+        )
     if kind == "auth":
         return SourceError(
             f"{name} at {where} rejected the login of user `{url.username}` ({detail}): check"

@@ -47,6 +47,7 @@ import os
 import pwd
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -667,6 +668,13 @@ class PostgresServer(DatabaseServer):
     scram-sha-256 password); ``pg_hba.conf`` allows only password logins over
     TCP from 127.0.0.1; no Unix socket. Start: ``pg_ctl -w -l server.log start``
     (``pg_ctl`` detaches the postmaster into its own session).
+
+    With ``ssl_cert_file`` and ``ssl_key_file`` the server runs with ``ssl = on`` and
+    that certificate, and ``pg_hba.conf`` takes password logins over TLS only
+    (``hostssl``; ``hostnossl`` is rejected): a server that *enforces* encryption, as a
+    production one should. Both files are copied beside the data dir at each start,
+    owned by the server's OS user with mode 0600 (PostgreSQL refuses a key others can
+    read), and ``pg_hba.conf`` is rewritten at each start to match the options.
     """
 
     kind: ClassVar[ServerKind] = "postgres"
@@ -688,8 +696,12 @@ class PostgresServer(DatabaseServer):
         password: str | SecretStr = DEFAULT_PASSWORD,
         start_timeout: float = 60.0,
         install_root: Path | str = Path("/usr/lib/postgresql"),
+        ssl_cert_file: Path | str | None = None,
+        ssl_key_file: Path | str | None = None,
     ) -> None:
-        """See :class:`DatabaseServer`; ``install_root`` holds ``<version>/bin`` (newest wins)."""
+        """See :class:`DatabaseServer`; ``install_root`` holds ``<version>/bin`` (newest wins);
+        ``ssl_cert_file`` and ``ssl_key_file`` (PEM, both or neither) turn TLS on and make
+        it required."""
         super().__init__(
             port=port,
             services_dir=services_dir,
@@ -699,6 +711,15 @@ class PostgresServer(DatabaseServer):
         )
         self.install_root = Path(install_root)
         self._bin: Path | None = None
+        if (ssl_cert_file is None) != (ssl_key_file is None):
+            raise DatabaseServiceError(
+                "PostgreSQL with TLS needs both ssl_cert_file and ssl_key_file"
+            )
+        self.ssl_files: tuple[Path, Path] | None = (
+            (Path(ssl_cert_file).absolute(), Path(ssl_key_file).absolute())
+            if ssl_cert_file is not None and ssl_key_file is not None
+            else None
+        )
 
     def _find_binaries(self) -> None:
         if self._bin is not None:
@@ -754,6 +775,25 @@ class PostgresServer(DatabaseServer):
 
     def _start(self, deadline: float) -> None:
         options = f"-c port={self.port} -c listen_addresses={HOST}"
+        # pg_hba.conf follows the options at each start, so one data dir never keeps a
+        # plain-TCP login open when TLS was asked for (or refuses one when it was not).
+        self._write_private(
+            self.data_dir / "pg_hba.conf", _PG_HBA_SSL if self.ssl_files else _PG_HBA
+        )
+        if self.ssl_files is not None:
+            cert, key = self.home / "server.crt", self.home / "server.key"
+            try:
+                self._write_private(cert, self.ssl_files[0].read_text())
+                self._write_private(key, self.ssl_files[1].read_text())
+            except OSError as exc:
+                raise DatabaseServiceError(
+                    f"cannot copy the TLS certificate or key: {exc}"
+                ) from exc
+            # pg_ctl hands the options to a shell: the paths are quoted for it.
+            options += (
+                f" -c ssl=on -c ssl_cert_file={shlex.quote(str(cert))}"
+                f" -c ssl_key_file={shlex.quote(str(key))}"
+            )
         timeout = max(int(deadline - time.monotonic()), 1)
         self._run(
             "pg_ctl start",
@@ -856,6 +896,14 @@ _PG_HBA = f"""\
 # TYPE  DATABASE  USER  ADDRESS        METHOD
 host    all       all   {HOST}/32   scram-sha-256
 host    replication all {HOST}/32   scram-sha-256
+"""
+
+_PG_HBA_SSL = f"""\
+# written by dataplump.testing.databases: password logins over TLS from {HOST} only
+# TYPE     DATABASE    USER  ADDRESS      METHOD
+hostssl    all         all   {HOST}/32   scram-sha-256
+hostssl    replication all   {HOST}/32   scram-sha-256
+hostnossl  all         all   all          reject
 """
 
 

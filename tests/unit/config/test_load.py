@@ -234,6 +234,31 @@ def test_sasl_keys_without_sasl_protocol_conflict(tmp_path: Path) -> None:
         load_config(write(tmp_path, text), env={})
 
 
+def test_ssl_ca_location_is_a_file_beside_the_pipeline(tmp_path: Path) -> None:
+    (tmp_path / "tls").mkdir()
+    (tmp_path / "tls" / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    text = MINIMAL + (
+        "kafka: {bootstrap_servers: 'k:9093', security_protocol: SSL,"
+        " ssl_ca_location: tls/ca.pem}\n"
+    )
+    config = load_config(write(tmp_path, text), env={})
+    assert config.kafka.ssl_ca_location == tmp_path / "tls" / "ca.pem"
+    assert config.kafka.client_config()["ssl.ca.location"] == str(tmp_path / "tls" / "ca.pem")
+
+
+def test_a_missing_ca_file_is_a_config_error(tmp_path: Path) -> None:
+    text = MINIMAL + "kafka: {security_protocol: SSL, ssl_ca_location: nope.pem}\n"
+    with pytest.raises(InvalidConfigError, match=r"kafka\.ssl_ca_location: .*no such CA file"):
+        load_config(write(tmp_path, text), env={})
+
+
+def test_ssl_ca_location_without_tls_conflicts(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("x")
+    text = MINIMAL + "kafka: {ssl_ca_location: ca.pem}\n"
+    with pytest.raises(InvalidConfigError, match=r"kafka\.ssl_ca_location: `ssl_ca_location` is"):
+        load_config(write(tmp_path, text), env={})
+
+
 def _models() -> list[type[BaseModel]]:
     return [
         value

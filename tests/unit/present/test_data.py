@@ -158,6 +158,18 @@ def test_chart_rows_and_errors() -> None:
     assert data.chart_tables(chart, ["orders", "customers"]) == ["orders"]
 
 
+def test_the_tables_of_a_chart_are_the_ones_its_sql_reads() -> None:
+    def tables(sql: str) -> list[str]:
+        chart = ChartConfig(name="c", sql=sql, kind="table")
+        return data.chart_tables(chart, ["orders", "customers", "status"])
+
+    assert tables("SELECT status, count(*) AS orders FROM orders GROUP BY status") == ["orders"]
+    joined = "SELECT c.country, sum(o.amount) FROM orders o JOIN customers c ON c.id = o.cid"
+    assert tables(joined) == ["orders", "customers"]
+    assert tables("WITH s AS (SELECT * FROM customers) SELECT * FROM s") == ["customers"]
+    assert tables("SELECT 'orders' AS label") == []
+
+
 def test_chart_sql_cannot_read_files_or_change_settings() -> None:
     for sql in (
         "SELECT * FROM read_csv('/etc/passwd')",

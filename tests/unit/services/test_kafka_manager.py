@@ -88,3 +88,20 @@ def test_install_without_maven_says_what_to_do(
     manager = KafkaManager(tmp_path / "d", jar_cache=tmp_path / "cache")
     with pytest.raises(KafkaServiceError, match=r"Maven \(mvn\) not found"):
         manager.install()
+
+
+@pytest.mark.parametrize(
+    ("users", "mechanisms", "said"),
+    [
+        ({"dp": 'pw"x'}, ("SCRAM-SHA-512",), 'without `"`'),
+        ({"dp": "pw\nx"}, ("SCRAM-SHA-512",), "one line"),
+        ({"": "pw"}, ("SCRAM-SHA-512",), "non-empty"),
+        ({"dp": "pw"}, ("SCRAM-SHA-1",), "unknown SCRAM mechanism SCRAM-SHA-1"),
+    ],
+)
+def test_scram_users_kafka_storage_cannot_take_are_refused(
+    tmp_path: Path, users: dict[str, str], mechanisms: tuple[str, ...], said: str
+) -> None:
+    """kafka-storage's `--add-scram` quotes with `"` and has no escape: refused up front."""
+    with pytest.raises(KafkaServiceError, match=said):
+        KafkaManager(tmp_path, scram_users=users, scram_mechanisms=mechanisms)

@@ -32,6 +32,30 @@ URL = sa.make_url("postgresql+psycopg://app:p%40ss w0rd@db.example:5432/shop")
         ("cx writer failed: Source(MySQLError(CodecError { IO error: `bytes", "unreachable"),
         ("database is locked", "transient"),
         ('relation "orders" does not exist', "other"),
+        (
+            'FATAL:  pg_hba.conf rejects connection for host "127.0.0.1", user "app",'
+            ' database "shop", no encryption',
+            "tls_required",
+        ),
+        (
+            "(3159, 'Connections using insecure transport are prohibited while"
+            " --require_secure_transport=ON.')",
+            "tls_required",
+        ),
+        (
+            'connection to server at "db", port 5432 failed: SSL error: certificate verify'
+            " failed",
+            "tls",
+        ),
+        ('server certificate for "db.example" does not match host name "db"', "tls"),
+        ("server does not support SSL, but SSL was required", "tls"),
+        ('root certificate file "/nope/ca.pem" does not exist', "tls"),
+        # only an unencrypted *host* line is missing: the login itself is refused
+        (
+            'FATAL:  pg_hba.conf rejects connection for host "127.0.0.1", user "app",'
+            ' database "shop", SSL encryption',
+            "auth",
+        ),
     ],
 )  # fmt: skip
 def test_classify(message: str, kind: str) -> None:
@@ -84,3 +108,20 @@ def test_wrap_keeps_only_the_message_of_adbc_errors() -> None:
 def test_wrap_passes_source_errors_through() -> None:
     error = SourceError("as is")
     assert wrap_error(error, action="x", url=URL) is error
+
+
+def test_wrap_tls_errors_are_terminal_and_say_which_setting() -> None:
+    url = sa.make_url("postgresql+psycopg://app:s3cret@db:5432/shop?sslmode=verify-full")
+    orig = Exception('connection to server at "db", port 5432 failed: SSL error: certificate'
+                     " verify failed")  # fmt: skip
+    error = wrap_error(sa_exc.OperationalError("connect", {}, orig), action="opening", url=url)
+    assert isinstance(error, SourceError)
+    assert "the TLS connection to PostgreSQL at db:5432 failed" in str(error)
+    assert "sslrootcert" in str(error)
+    assert "app:***@db:5432" in str(error)
+    assert "s3cret" not in str(error)
+    orig = Exception('FATAL:  pg_hba.conf rejects connection for host "10.0.0.1", user "app",'
+                     ' database "shop", no encryption')  # fmt: skip
+    error = wrap_error(sa_exc.OperationalError("connect", {}, orig), action="opening", url=url)
+    assert isinstance(error, SourceError)
+    assert "takes only encrypted connections" in str(error)

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 
 from dataplump.engine.builtin import ROW, StepError
 from dataplump.engine.errors import StepConfigError, StepFailed
-from dataplump.engine.python_steps import ImportProblem, UserFunction, load_function
+from dataplump.engine.python_steps import UserFunction, load_step_function
 from dataplump.engine.spark.python_steps import SparkPythonStep
 from dataplump.engine.spark.sql import Translated, check_sql, run_sql
 from dataplump.engine.spec import PandasStep, PolarsStep, SqlStep, Step
@@ -128,13 +128,7 @@ class SparkTableTransform:
                 bound.append(_Bound(label, step, self._sql_runner(step, translated)))
             elif isinstance(step, PandasStep | PolarsStep):
                 if i not in functions:
-                    try:
-                        functions[i] = load_function(step.function)
-                    except ImportProblem as exc:
-                        raise StepConfigError(
-                            f"table `{table}`, step {i + 1} ({step.kind}): cannot import"
-                            f" `{step.function.text}`: {exc}"
-                        ) from None
+                    functions[i] = load_step_function(table, i + 1, step)
                 python = SparkPythonStep(step.kind, functions[i])
                 bound.append(_Bound(label, step, self._python_runner(python)))
             else:

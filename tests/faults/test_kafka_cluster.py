@@ -1,0 +1,101 @@
+"""One broker of a 3-node Kafka cluster dies under ``dataplump run``: nothing lost or doubled.
+
+The cluster is started by the test from the project's Kafka jars
+(:class:`tests.support.kafka_cluster.KafkaCluster`): three KRaft nodes on 127.0.0.1,
+each broker and controller, one 3-voter quorum; internal topics replicated three times
+with ``min.insync.replicas=2``. The pipeline file asks for
+``kafka.topic.replication_factor: 3``, and the test checks that every topic the
+pipeline created has three replicas. While the whole pipeline runs on a growing source,
+one broker's JVM is killed with SIGKILL (no controlled shutdown) and stays dead. The
+guarantee proved: with two of three replicas left, every write still has its in-sync
+quorum, so ``run`` carries on (clients move to the new leaders and coordinators) and ends
+with every source row exactly once in the curated table, the dead-letter store or the
+failed store, the ledger of ``dataplump status --json`` at gap 0 and nothing in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from tests.support.faulted_run import Feeder, Shop, check_exactly_once, drained, wait_for
+from tests.support.kafka_cluster import KafkaCluster
+
+pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[KafkaCluster]:
+    """Three nodes of this test alone (killed at the end, pass or fail)."""
+    with KafkaCluster(tmp_path / "cluster", nodes=3, min_insync=2) as started:
+        yield started
+
+
+@pytest.fixture
+def seed() -> int:
+    """Which broker dies (printed; ``DATAPLUMP_KILL_SEED`` replays one)."""
+    value = int(os.environ.get("DATAPLUMP_KILL_SEED") or random.randrange(2**32))
+    print(f"kill seed: {value} (replay with DATAPLUMP_KILL_SEED={value})")
+    return value
+
+
+def replicas_of(bootstrap: str, prefix: str) -> dict[str, set[int]]:
+    """Topic -> the replica counts of its partitions, for the topics named ``prefix*``."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = admin.list_topics(timeout=10).topics
+    return {
+        name: {len(p.replicas) for p in meta.partitions.values()}
+        for name, meta in topics.items()
+        if name.startswith(prefix)
+    }
+
+
+@pytest.mark.timeout(180)
+def test_run_survives_a_killed_broker_of_three(
+    tmp_path: Path, cluster: KafkaCluster, seed: int
+) -> None:
+    victim = random.Random(seed).choice(sorted(cluster.nodes))
+    shop = Shop(tmp_path / "shop", cluster.bootstrap, replicas=3)
+    shop.add(1000)
+    run = shop.run()
+    events: list[str] = []
+    started = time.monotonic()
+
+    def note(what: str) -> None:
+        events.append(f"{time.monotonic() - started:5.1f}s {what}")
+
+    try:
+        wait_for(lambda: len(shop.lake_ids()) > 0, "the first loaded rows", 120, run, shop)
+        note(f"first rows loaded ({len(shop.lake_ids())})")
+        created = replicas_of(cluster.bootstrap, shop.name)
+        with Feeder(shop, chunk=100, every=0.5):
+            time.sleep(2)  # every stage has batches in hand now
+            cluster.kill(victim)
+            note(f"SIGKILL broker {victim} (source at {shop.rows}, lake at {len(shop.lake_ids())})")
+            time.sleep(8)
+        note(f"source stopped growing at {shop.rows} rows")
+        took = wait_for(drained(shop), f"all {shop.rows} rows' loads", 120, run, shop)
+        note(f"lake complete {took:.1f}s later")
+        wait_for(
+            lambda: shop.status()["tables"]["orders"]["in_flight_total"] == 0,
+            "an empty pipeline (nothing in flight)",
+            60,
+            run,
+        )
+        result = run.stop(timeout=90)
+    finally:
+        if run.running():
+            run.kill_tree()
+    report = f"seed {seed}; " + "; ".join(events) + f"\n{result.describe()}"
+    print(report)
+    assert created, f"no topics of {shop.name} ({report})"
+    assert {name: sizes for name, sizes in created.items() if sizes != {3}} == {}, report
+    assert result.returncode == 130, report
+    got = check_exactly_once(shop, report)
+    print(f"broker {victim} of 3 killed: {got}")
