@@ -204,3 +204,7 @@ def scenario_2(ctx: Context) -> list[Result]:
 
 SCENARIOS: dict[int, Callable[[Context], list[Result]]] = {1: scenario_1, 2: scenario_2}
 """Scenarios done so far; 3 (transform), 4 (memory), 5 (latency) are TODO (docs/benchmarks.md)."""
+
+from bench.scenario_memory import scenario_4  # noqa: E402  (it imports this module)
+
+SCENARIOS[4] = scenario_4
