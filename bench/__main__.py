@@ -21,7 +21,7 @@ import platform
 import tempfile
 from pathlib import Path
 
-from bench import report
+from bench import report, scenario_latency
 from bench.peers import env
 from bench.scenarios import ROOT, SCENARIOS, Context
 
@@ -57,7 +57,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from bench import scenario_latency
     from bench.tpch import load, scale_for
     from dataplump.services.kafka import KafkaManager, free_port
     from dataplump.testing.databases import PostgresServer

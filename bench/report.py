@@ -166,7 +166,11 @@ def replace_between_markers(document: str, body: str) -> str:
 
 
 def chart_svg(results: Sequence[Result]) -> str:
-    """A bar chart of rows/s per tool, one panel per scenario (altair + vl-convert)."""
+    """A bar chart of rows/s per tool, one panel per scenario (altair + vl-convert).
+
+    Results measured for something else than throughput (memory, latency: those with
+    an own ratio or a latency) are left out.
+    """
     import altair as alt
     import vl_convert as vlc
 
@@ -174,6 +178,7 @@ def chart_svg(results: Sequence[Result]) -> str:
         values=[
             {"tool": r.tool, "scenario": f"scenario {r.scenario}", "rows_per_s": r.rate}
             for r in results
+            if r.own_ratio is None and r.p50_s is None
         ]
     )
     chart = (

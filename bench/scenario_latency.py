@@ -33,12 +33,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.report import Result
-from bench.scenarios import ROOT, Context
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # bench.scenarios imports this module to register it
     from deltalake import DeltaTable
 
-CONTRACT = ROOT / "examples" / "shop" / "contracts" / "orders.yaml"
+    from bench.scenarios import Context
+
+CONTRACT = Path(__file__).resolve().parents[1] / "examples" / "shop" / "contracts" / "orders.yaml"
 POLL_INTERVAL = 0.25
 """Seconds the harness sleeps between two reads of the curated table."""
 EXTRACT_POLL = 0.5

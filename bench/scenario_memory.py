@@ -16,10 +16,13 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.report import Result
-from bench.scenarios import Context, delta_rows, run_child
 from bench.tpch import LINEITEM_CONTRACT
+
+if TYPE_CHECKING:  # bench.scenarios imports this module to register it
+    from bench.scenarios import Context
 
 STAGES = ("extract", "transform", "load")
 SMALL_SHARE = 10
@@ -60,6 +63,8 @@ def pipeline_for(ctx: Context, table: str, lake: Path) -> Path:
 
 def stages(ctx: Context, table: str, rows: int) -> list[Result]:
     """Each stage of a pipeline over ``table`` alone, ``--once``; one result per stage."""
+    from bench.scenarios import delta_rows, run_child
+
     lake = ctx.work / f"lake-{table}"
     pipeline = pipeline_for(ctx, table, lake)
     cli = str(Path(sys.executable).parent / "dataplump")
