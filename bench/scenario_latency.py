@@ -159,9 +159,14 @@ def source_window(url: str, start: float, end: float) -> dict[int, float]:
     return {int(key): float(at) for key, at in rows}
 
 
+def alive(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether ``proc`` still runs, without reaping it (its rusage is read when stopped)."""
+    return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+
+
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> float:
     """Stop ``proc`` (``sig``, then SIGKILL after 60 s); return its peak RSS in MB."""
-    if proc.poll() is None:
+    if alive(proc):
         proc.send_signal(sig)
     ends = time.monotonic() + 60
     while time.monotonic() < ends:
@@ -207,18 +212,22 @@ def scenario_5(ctx: Context) -> list[Result]:
         )  # fmt: skip
         procs.append(grow)
         watcher = Watcher(lake / "orders")
-        deadline = time.time() + settings.start_timeout
+        began = time.time()
+        deadline = began + settings.start_timeout
         while not watcher.seen:
-            if time.time() > deadline or run.poll() is not None or grow.poll() is not None:
+            if time.time() > deadline or not alive(run) or not alive(grow):
                 raise RuntimeError(
-                    f"no row in the curated table after {settings.start_timeout:.0f} s"
-                    f" (run exit {run.poll()}, grow exit {grow.poll()}; logs in {ctx.logs})"
+                    f"no row in the curated table after {time.time() - began:.0f} s"
+                    f" (run {'up' if alive(run) else 'exited'}, grow"
+                    f" {'up' if alive(grow) else 'exited'}; logs in {ctx.logs})"
                 )
             watcher.poll()
             time.sleep(POLL_INTERVAL)
         start = time.time() + settings.warmup
         end = start + settings.seconds
         while time.time() < end:
+            if not alive(run) or not alive(grow):
+                raise RuntimeError(f"dataplump run or sample grow exited; logs in {ctx.logs}")
             watcher.poll()
             time.sleep(POLL_INTERVAL)
         stop(grow)
