@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.report import Result
+from bench.scenario_latency import scenario_5
+from bench.scenario_memory import scenario_4
 from bench.tpch import LINEITEM_CONTRACT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,3 +206,6 @@ def scenario_2(ctx: Context) -> list[Result]:
 
 SCENARIOS: dict[int, Callable[[Context], list[Result]]] = {1: scenario_1, 2: scenario_2}
 """Scenarios done so far; 3 (transform), 4 (memory), 5 (latency) are TODO (docs/benchmarks.md)."""
+
+SCENARIOS[4] = scenario_4
+SCENARIOS[5] = scenario_5
