@@ -205,7 +205,7 @@ def scenario_2(ctx: Context) -> list[Result]:
 
 
 SCENARIOS: dict[int, Callable[[Context], list[Result]]] = {1: scenario_1, 2: scenario_2}
-"""Scenarios done so far; 3 (transform), 4 (memory), 5 (latency) are TODO (docs/benchmarks.md)."""
+"""Every scenario of issue 9, by number (docs/benchmarks.md)."""
 
 SCENARIOS[4] = scenario_4
 SCENARIOS[5] = scenario_5
