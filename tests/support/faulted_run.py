@@ -27,7 +27,23 @@ from confluent_kafka.admin import AdminClient
 from dataplump.pipeline import topics
 from tests.support.cli import Command, run_command
 
-PIPELINE = """
+ORDERS_CONTRACT = """\
+    contract:
+      columns:
+        id: {{type: int64, not_null: true}}
+        amount: {{type: "decimal(10,2)", min: {min_amount}}}
+        qty: {{type: string}}
+transform:
+  steps:
+    orders:
+      - cast: {{qty: int32}}
+"""
+"""The contract and transformation of the ``orders`` table (the end of a pipeline
+template, to ``format`` with ``min_amount``): :func:`negative` amounts fail ``min: 0``,
+:func:`bad_qty` the cast."""
+
+PIPELINE = (
+    """
 pipeline: {{name: {name}}}
 source: {{url: "sqlite:///{db}"}}
 kafka:
@@ -45,20 +61,15 @@ tables:
     cursor: updated_at
     lag_seconds: 0
     batch_size: {batch}
-    contract:
-      columns:
-        id: {{type: int64, not_null: true}}
-        amount: {{type: "decimal(10,2)", min: 0}}
-        qty: {{type: string}}
-transform:
-  steps:
-    orders:
-      - cast: {{qty: int32}}
 """
+    + ORDERS_CONTRACT
+)
+"""A growing SQLite shop's pipeline: ``format`` with name, db, bootstrap, replicas, batch
+and min_amount."""
 
 
 def negative(i: int) -> bool:
-    """Orders the contract rejects (dead-letter)."""
+    """Orders the contract rejects (dead-letter) while `min: 0` holds."""
     return i % 7 == 0
 
 
@@ -70,6 +81,12 @@ def bad_qty(i: int) -> bool:
 def expected_loaded(rows: int) -> set[int]:
     """Ids of orders 1..rows that must be in the curated table."""
     return {i for i in range(1, rows + 1) if not negative(i) and not bad_qty(i)}
+
+
+def order(i: int) -> tuple[int, str, str]:
+    """Order ``i`` as (id, amount, qty): the amount negative where :func:`negative`, the
+    qty unreadable every 11th order."""
+    return i, f"-{i}.10" if negative(i) else f"{i}.10", "x" if i % 11 == 0 else str(i % 5)
 
 
 @dataclass
@@ -100,6 +117,7 @@ class Shop:
                 bootstrap=self.bootstrap,
                 replicas=self.replicas,
                 batch=self.batch,
+                min_amount=0,
             )
         )
         self.logs = self.folder / "logs"
@@ -112,15 +130,7 @@ class Shop:
             with sqlite3.connect(self.db, timeout=30) as conn:
                 conn.executemany(
                     "INSERT INTO orders VALUES (?, ?, ?, ?)",
-                    [
-                        (
-                            i,
-                            f"-{i}.10" if negative(i) else f"{i}.10",
-                            "x" if i % 11 == 0 else str(i % 5),
-                            i,
-                        )
-                        for i in range(first, last + 1)
-                    ],
+                    [(*order(i), i) for i in range(first, last + 1)],
                 )
             self.rows = last
 
