@@ -55,6 +55,14 @@ tables:
         amount: {{type: "decimal(10,2)", min: 0}}
 """
 
+SPARK_TRANSFORM = """\
+transform:
+  engine: spark
+  spark: {master: "local[2]", ui: false}
+  steps:
+    orders:
+      - sql: SELECT *, amount * 2 AS doubled FROM batch
+"""
 
 COMMANDS = pytest.mark.parametrize(
     "command",
@@ -185,6 +193,25 @@ def test_run_once_goes_through_scram_over_tls_exactly(work: Work, tls_broker: Tl
     assert "SASL_SSL" in shown.stdout
     assert str(work.folder / "tls" / "ca.pem") in shown.stdout  # resolved beside the file
     assert not leaks(shown.stdout + shown.stderr), shown.describe()
+    assert assert_no_file_holds_the_password(work.folder, tls_broker.data_dir) > 10
+
+
+def test_the_spark_engine_goes_through_scram_over_tls_exactly(
+    work: Work, tls_broker: TlsBroker
+) -> None:
+    """Spark's Kafka source and sink are Java clients: the pipeline's librdkafka settings
+    (SCRAM-SHA-512, the CA as a PEM trust store) reach them translated, and the password
+    stays out of every output and file."""
+    pytest.importorskip("pyspark")
+    config = work.pipeline(tls_broker, ca=tls_broker.ca.cert)
+    config.write_text(config.read_text() + SPARK_TRANSFORM)
+    run = work.dataplump("run", "-c", str(config), "--once", "--metrics-port", "0")
+    assert run.returncode == 0, run.describe()
+    valid = [i for i in range(1, ROWS + 1) if not invalid(i)]
+    lake = pl.read_delta(str(work.folder / "lake" / "orders")).sort("id")
+    assert lake["id"].to_list() == valid
+    assert (lake["doubled"] == lake["amount"] * 2).all()
+    assert not leaks(run.stdout + run.stderr), run.describe()
     assert assert_no_file_holds_the_password(work.folder, tls_broker.data_dir) > 10
 
 
