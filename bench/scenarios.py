@@ -1,4 +1,4 @@
-"""Scenarios 1 and 2 of issue 9: each candidate in its own subprocess, same data.
+"""Scenarios 1 and 2 of issue 9 (3: ``scenario_transform.py``): one subprocess per candidate.
 
 Every candidate is a command; :func:`measure` runs it, takes its peak RSS from
 ``wait4`` (the child's own, whatever language it is in) and reads the JSON line it
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.report import Result
+from bench.scenario_transform import scenario_3
 from bench.tpch import LINEITEM_CONTRACT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,5 +203,9 @@ def scenario_2(ctx: Context) -> list[Result]:
     return out
 
 
-SCENARIOS: dict[int, Callable[[Context], list[Result]]] = {1: scenario_1, 2: scenario_2}
-"""Scenarios done so far; 3 (transform), 4 (memory), 5 (latency) are TODO (docs/benchmarks.md)."""
+SCENARIOS: dict[int, Callable[[Context], list[Result]]] = {
+    1: scenario_1,
+    2: scenario_2,
+    3: scenario_3,
+}
+"""Scenarios done so far; 4 (memory), 5 (latency) are TODO (docs/benchmarks.md)."""
