@@ -61,7 +61,7 @@ def main(
     state_dir: str,
     guarantee: str = "at-least-once",
 ) -> None:
-    from quixstreams import Application
+    from quixstreams import Application  # type: ignore[import-not-found]  # the bench env
 
     done = 0
     app: Application
@@ -76,7 +76,7 @@ def main(
         broker_address=bootstrap,
         consumer_group=f"quix-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
-        processing_guarantee=guarantee,  # type: ignore[arg-type]
+        processing_guarantee=guarantee,
         state_dir=state_dir,
         on_message_processed=processed,
         loglevel="WARNING",
