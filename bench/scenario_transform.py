@@ -31,11 +31,14 @@ machine, which is why the CI smoke test sets it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -127,15 +130,49 @@ def count_records(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
+@contextlib.contextmanager
+def tree_peak() -> Iterator[list[float]]:
+    """The peak summed RSS in MB (in ``[0]`` after the block) of the processes started
+    inside the block, sampled every 0.2 s: a candidate and the JVM its PySpark starts.
+
+    ``wait4``'s figure (the table's) is the largest single process the child waited for,
+    and PySpark does not always wait for its JVM; this one is printed beside it.
+    """
+    import psutil  # type: ignore[import-untyped]
+
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}  # the broker
+    peak = [0.0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.2):
+            total = 0
+            for process in me.children(recursive=True):
+                if process.pid not in before:
+                    with contextlib.suppress(psutil.Error):
+                        total += process.memory_info().rss
+            peak[0] = max(peak[0], total / 2**20)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _dataplump(ctx: Context, tool: str, pipeline: Path, engine: str) -> Result:
     """``dataplump transform --once``: wall time of the whole command, like scenario 1."""
     from bench.scenarios import run_child
 
     cli = str(Path(sys.executable).parent / "dataplump")
     started = time.perf_counter()
-    code, out, err, rss = run_child(
-        [cli, "transform", "-c", str(pipeline), "--once", "--engine", engine], ctx.log(tool)
-    )
+    with tree_peak() as tree:
+        code, out, err, rss = run_child(
+            [cli, "transform", "-c", str(pipeline), "--once", "--engine", engine], ctx.log(tool)
+        )
     seconds = time.perf_counter() - started
     if code != 0:
         raise RuntimeError(f"dataplump transform --once --engine {engine} exited {code}:\n{err}")
@@ -145,6 +182,7 @@ def _dataplump(ctx: Context, tool: str, pipeline: Path, engine: str) -> Result:
         line.split()[-1] for line in out.splitlines() if line.strip().startswith("lineitem")
     ]:
         print(f"  {tool}: {seconds:.1f} s wall; its own table says {own[-1]} rows/s", flush=True)
+    print(f"  {tool}: peak RSS {rss:.0f} MB (wait4), {tree[0]:.0f} MB with its children")
     return Result(tool, 3, ctx.rows, seconds, rss)
 
 
@@ -227,7 +265,9 @@ def scenario_3(ctx: Context) -> list[Result]:
     for tool, cmd in runs:
         out, bad = f"{name}.{tool}", f"{name}.{tool}.failed"
         create_topics(ctx.bootstrap, [out, bad], partitions=2)
-        data, rss = measure(cmd, ctx.log(tool))
+        with tree_peak() as tree:
+            data, rss = measure(cmd, ctx.log(tool))
+        print(f"  {tool}: peak RSS {rss:.0f} MB (wait4), {tree[0]:.0f} MB with its children")
         if int(data["rows"]) != expected:
             raise RuntimeError(f"{tool} consumed {int(data['rows']):,} records of {expected:,}")
         results.append(Result(tool, 3, expected, float(data["seconds"]), rss))
