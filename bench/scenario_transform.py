@@ -24,6 +24,9 @@ its failed topic: the harness counts each output topic (``read_committed``) afte
 run and fails loudly otherwise. The SQL drops ``AIR`` shipments (1 row in 7) and the
 rule ``l_quantity <= 45`` fails about 1 row in 10.
 
+Peak RSS is sampled over each candidate's processes (:func:`tree_peak`), not taken from
+``wait4`` like scenarios 1 and 2: see its docstring for why.
+
 The Spark candidates run when PySpark is in ``.venv`` (the ``spark`` extra) and
 ``BENCH_SKIP_SPARK`` is not set; the JVMs' start costs a minute or more on a busy
 machine, which is why the CI smoke test sets it.

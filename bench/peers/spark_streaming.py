@@ -59,6 +59,8 @@ def main(
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.ui.enabled", "false")
+        # every micro-batch's progress is kept, to add up the records read (default: 100)
+        .config("spark.sql.streaming.numRecentProgressUpdates", "100000")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
