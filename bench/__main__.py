@@ -21,7 +21,7 @@ import platform
 import tempfile
 from pathlib import Path
 
-from bench import report
+from bench import report, scenario_latency
 from bench.peers import env
 from bench.scenarios import ROOT, SCENARIOS, Context
 
@@ -43,6 +43,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="skip peers that need .cache/bench-venv (dlt, floor)",
     )
     parser.add_argument("--no-docs", action="store_true", help="leave docs/benchmarks.md alone")
+    parser.add_argument(
+        "--latency-rate", type=float, default=1000.0, help="scenario 5: new orders per second"
+    )
+    parser.add_argument(
+        "--latency-seconds", type=float, default=60.0, help="scenario 5: measured window"
+    )
+    parser.add_argument(
+        "--latency-warmup", type=float, default=10.0, help="scenario 5: seconds before it"
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     return parser.parse_args(argv)
 
@@ -53,6 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     from dataplump.testing.databases import PostgresServer
 
     args = parse(argv)
+    scenario_latency.configure(
+        scenario_latency.Settings(args.latency_rate, args.latency_seconds, args.latency_warmup)
+    )
     rows = QUICK_ROWS if args.quick else args.rows
     scale = args.scale if args.scale else scale_for(rows or 1_000_000)
     if rows is None and not args.scale:

@@ -1,4 +1,4 @@
-"""Scenarios 1 and 2 of issue 9 (3: ``scenario_transform.py``): one subprocess per candidate.
+"""Scenarios 1 and 2 of issue 9 (3 to 5: ``scenario_*.py``): one subprocess per candidate.
 
 Every candidate is a command; :func:`measure` runs it, takes its peak RSS from
 ``wait4`` (the child's own, whatever language it is in) and reads the JSON line it
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.report import Result
+from bench.scenario_latency import scenario_5
+from bench.scenario_memory import scenario_4
 from bench.scenario_transform import scenario_3
 from bench.tpch import LINEITEM_CONTRACT
 
@@ -203,9 +205,9 @@ def scenario_2(ctx: Context) -> list[Result]:
     return out
 
 
-SCENARIOS: dict[int, Callable[[Context], list[Result]]] = {
-    1: scenario_1,
-    2: scenario_2,
-    3: scenario_3,
-}
-"""Scenarios done so far; 4 (memory), 5 (latency) are TODO (docs/benchmarks.md)."""
+SCENARIOS: dict[int, Callable[[Context], list[Result]]] = {1: scenario_1, 2: scenario_2}
+"""Every scenario of issue 9, by number (docs/benchmarks.md)."""
+
+SCENARIOS[3] = scenario_3
+SCENARIOS[4] = scenario_4
+SCENARIOS[5] = scenario_5

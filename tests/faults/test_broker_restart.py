@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from dataplump.services.kafka import KafkaManager, free_port
-from tests.support.faulted_run import Feeder, Shop, check_exactly_once, drained, wait_for
+from tests.support.faulted_run import Feeder, Shop, check_exactly_once, faulted_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
 
@@ -46,44 +46,21 @@ def broker(tmp_path: Path) -> Iterator[KafkaManager]:
 def test_run_survives_a_broker_restart(tmp_path: Path, broker: KafkaManager, how: str) -> None:
     shop = Shop(tmp_path / "shop", f"127.0.0.1:{broker.port}")
     shop.add(1000)
-    run = shop.run()
-    events: list[str] = []
-    started = time.monotonic()
-
-    def note(what: str) -> None:
-        events.append(f"{time.monotonic() - started:5.1f}s {what}")
-
-    try:
-        wait_for(lambda: len(shop.lake_ids()) > 0, "the first loaded rows", 120, run, shop)
-        note(f"first rows loaded ({len(shop.lake_ids())})")
-        with Feeder(shop, chunk=100, every=0.5):
-            time.sleep(2)  # every stage has batches in hand now
-            before = len(run.output.splitlines())
-            loaded_before = len(shop.lake_ids())
-            if how == "stop":
-                assert broker.down(timeout=30), "the broker was not running"
-            else:
-                assert broker.kill(), "the broker was not running"
-            note(f"broker {how} (source at {shop.rows} rows, lake at {loaded_before})")
-            time.sleep(OUTAGE)
-            info = broker.up()
-            note(f"broker up again in {info.seconds:.1f}s (source at {shop.rows} rows)")
-            time.sleep(3)
-        note(f"source stopped growing at {shop.rows} rows")
-        took = wait_for(drained(shop), f"all {shop.rows} rows' loads", 120, run, shop)
-        note(f"lake complete {took:.1f}s later")
-        wait_for(
-            lambda: shop.status()["tables"]["orders"]["in_flight_total"] == 0,
-            "an empty pipeline (nothing in flight)",
-            60,
-            run,
-        )
-        told = run.output.splitlines()[before:]
-        result = run.stop(timeout=90)
-    finally:
-        if run.running():
-            run.kill_tree()
-    report = "; ".join(events) + f"\n{result.describe()}"
+    with faulted_run(shop) as faulted, Feeder(shop, chunk=100, every=0.5):
+        time.sleep(2)  # every stage has batches in hand now
+        before = len(faulted.run.output.splitlines())
+        loaded_before = len(shop.lake_ids())
+        if how == "stop":
+            assert broker.down(timeout=30), "the broker was not running"
+        else:
+            assert broker.kill(), "the broker was not running"
+        faulted.note(f"broker {how} (source at {shop.rows} rows, lake at {loaded_before})")
+        time.sleep(OUTAGE)
+        info = broker.up()
+        faulted.note(f"broker up again in {info.seconds:.1f}s (source at {shop.rows} rows)")
+        time.sleep(3)
+    told = faulted.output.splitlines()[before:]
+    report, result = faulted.report(), faulted.result
     print(report)
     assert result.returncode == 130, report
     got = check_exactly_once(shop, report)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from tests.support.faulted_run import Feeder, Shop, check_exactly_once, drained, wait_for
+from tests.support.faulted_run import Feeder, Shop, check_exactly_once, faulted_run
 from tests.support.kafka_cluster import KafkaCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
@@ -63,36 +63,16 @@ def test_run_survives_a_killed_broker_of_three(
     victim = random.Random(seed).choice(sorted(cluster.nodes))
     shop = Shop(tmp_path / "shop", cluster.bootstrap, replicas=3)
     shop.add(1000)
-    run = shop.run()
-    events: list[str] = []
-    started = time.monotonic()
-
-    def note(what: str) -> None:
-        events.append(f"{time.monotonic() - started:5.1f}s {what}")
-
-    try:
-        wait_for(lambda: len(shop.lake_ids()) > 0, "the first loaded rows", 120, run, shop)
-        note(f"first rows loaded ({len(shop.lake_ids())})")
+    with faulted_run(shop) as faulted:
         created = replicas_of(cluster.bootstrap, shop.name)
         with Feeder(shop, chunk=100, every=0.5):
             time.sleep(2)  # every stage has batches in hand now
             cluster.kill(victim)
-            note(f"SIGKILL broker {victim} (source at {shop.rows}, lake at {len(shop.lake_ids())})")
+            faulted.note(
+                f"SIGKILL broker {victim} (source at {shop.rows}, lake at {len(shop.lake_ids())})"
+            )
             time.sleep(8)
-        note(f"source stopped growing at {shop.rows} rows")
-        took = wait_for(drained(shop), f"all {shop.rows} rows' loads", 120, run, shop)
-        note(f"lake complete {took:.1f}s later")
-        wait_for(
-            lambda: shop.status()["tables"]["orders"]["in_flight_total"] == 0,
-            "an empty pipeline (nothing in flight)",
-            60,
-            run,
-        )
-        result = run.stop(timeout=90)
-    finally:
-        if run.running():
-            run.kill_tree()
-    report = f"seed {seed}; " + "; ".join(events) + f"\n{result.describe()}"
+    report, result = f"seed {seed}; " + faulted.report(), faulted.result
     print(report)
     assert created, f"no topics of {shop.name} ({report})"
     assert {name: sizes for name, sizes in created.items() if sizes != {3}} == {}, report

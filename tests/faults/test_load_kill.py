@@ -20,21 +20,19 @@ made).
 from __future__ import annotations
 
 import os
-import random
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests.support.killer import DeltaCommits, Killer, Pace
 from tests.support.loading import (
     Loadable,
     Loading,
     check_lake,
     check_warehouse,
-    delta_commits,
     loadable,
 )
+from tests.support.running import kill_seed
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
 
@@ -47,6 +45,9 @@ append poll takes ~20 ms here, a merge into both sinks more: a kill comes 1-4 co
 and up to 100 ms after the last, so the kills take ~50 of them."""
 TEST_BUDGET = 60.0 + 15.0 * KILLS
 """Seconds a test may take (after the topics are filled) before it is failed as hung."""
+PACE = Pace(blind=0.2, blind_within=4.0, early=2, steps=4, extra=0.1, tick=0.01, patience=40)
+"""Most kills 1-4 commits and up to 100 ms after the last; a fifth blind, in the start-up
+or the first two polls."""
 
 
 @pytest.fixture(scope="module")
@@ -58,86 +59,32 @@ def data(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Load
 @pytest.fixture
 def seed() -> int:
     """The seed of this test's kill moments (printed; ``DATAPLUMP_KILL_SEED`` replays one)."""
-    value = int(os.environ.get("DATAPLUMP_KILL_SEED") or random.randrange(2**32))
-    print(f"kill seed: {value} (replay with DATAPLUMP_KILL_SEED={value})")
-    return value
+    return kill_seed()
 
 
-@dataclass
-class Killer:
-    """Runs ``dataplump load --once`` and SIGKILLs it at seeded random moments."""
+def load_killer(config: Path, table: Path, seed: int, logs: Path) -> Killer[Loading]:
+    """Runs ``dataplump load --once`` and SIGKILLs it at seeded random moments, watching
+    the commits of the curated Delta table ``table``."""
+    return Killer(
+        lambda label: Loading(config, *ARGS, logs=logs, label=label),
+        DeltaCommits(table),
+        PACE,
+        seed,
+        TEST_BUDGET,
+    )
 
-    config: Path
-    table: Path
-    """The curated Delta table whose commits show progress."""
-    seed: int
-    logs: Path
-    deadline: float = field(default_factory=lambda: time.monotonic() + TEST_BUDGET)
-    events: list[str] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self.rng = random.Random(self.seed)
-
-    def report(self) -> str:
-        return f"seed {self.seed}; " + "; ".join(self.events)
-
-    def start(self) -> Loading:
-        if time.monotonic() > self.deadline:
-            raise AssertionError(f"over {TEST_BUDGET:.0f}s: {self.report()}")
-        return Loading(self.config, *ARGS, logs=self.logs, label=f"run{len(self.events)}")
-
-    def kill_at_random(self, run: Loading) -> bool:
-        """Kill ``run`` at a random moment; False if it ended by itself first (exit 0)."""
-        if self.rng.random() < 0.2:  # blind, in the start-up or the first polls
-            delay = self.rng.uniform(0.3, 4.0)
-            moment = f"{delay:.2f}s after start"
-            end = time.monotonic() + delay
-            early = delta_commits(self.table) + 2  # a fast start must not drain the topic
-            while run.running() and time.monotonic() < end:
-                if delta_commits(self.table) >= early:
-                    moment = f"at commit {early - 1} of the curated table, {moment} at most"
-                    break
-                time.sleep(0.02)
+def kill_then_load(killer: Killer[Loading]) -> int:
+    """Kill ``KILLS`` runs (fewer if one drains everything first), then load to the end."""
+    kills = 0
+    while kills < KILLS:
+        if killer.kill_at_random(killer.start()):
+            kills += 1
         else:
-            target = delta_commits(self.table) + self.rng.randint(1, 4)
-            end = time.monotonic() + 40
-            while run.running() and delta_commits(self.table) < target:
-                if time.monotonic() > end:
-                    raise AssertionError(f"no progress in 40s: {self.report()}")
-                time.sleep(0.01)
-            extra = self.rng.uniform(0.0, 0.1)
-            time.sleep(extra)
-            moment = f"{extra * 1000:.0f}ms after commit {target - 1} of the curated table"
-        if not run.running():
-            return self._finish(run, f"ended by itself before the kill ({moment})")
-        result = run.kill()
-        if result.returncode == 0:  # it exited between the check and the signal
-            self.events.append(f"run ended by itself at the kill ({moment})")
-            return False
-        assert result.returncode == -9, result.describe()
-        self.events.append(f"SIGKILL {moment}")
-        return True
-
-    def _finish(self, run: Loading, what: str) -> bool:
-        result = run.wait(max(5.0, self.deadline - time.monotonic()))
-        assert result.returncode == 0, f"{self.report()}\n{result.describe()}"
-        self.events.append(f"run {what}: exit 0 after {result.seconds:.1f}s")
-        return False
-
-    def run(self) -> int:
-        """Kill ``KILLS`` runs (fewer if one drains everything first), then load to the end."""
-        kills = 0
-        while kills < KILLS:
-            if self.kill_at_random(self.start()):
-                kills += 1
-            else:
-                break  # drained: everything is loaded, no moment left to die in
-        final = self.start().wait(max(10.0, self.deadline - time.monotonic()))
-        assert final.returncode == 0, f"{self.report()}\n{final.describe()}"
-        assert "loaded (run" in final.stdout, final.describe()
-        self.events.append(f"final run: exit 0 after {final.seconds:.1f}s")
-        print(self.report())
-        return kills
+            break  # drained: everything is loaded, no moment left to die in
+    killer.final("loaded (run")
+    print(killer.report())
+    return kills
 
 
 @pytest.mark.timeout(TEST_BUDGET + 120)
@@ -153,8 +100,8 @@ def test_load_into_lake_and_warehouse_survives_kill_9(
         "warehouse": {"kind": "postgres", "url": postgres_url, "mode": "merge"},
     }
     path = data.pipeline(tmp_path, sinks, table_sinks=["lake", "warehouse"])
-    killer = Killer(path, lake / "orders", seed, tmp_path / "logs")
-    kills = killer.run()
+    killer = load_killer(path, lake / "orders", seed, tmp_path / "logs")
+    kills = kill_then_load(killer)
     assert kills == KILLS, killer.report()  # the data is sized so no run drains it first
     check_lake(lake, data, killer.report())
     check_warehouse(postgres_url, data, killer.report())
@@ -164,7 +111,7 @@ def test_load_into_lake_and_warehouse_survives_kill_9(
 def test_append_to_lake_survives_kill_9(tmp_path: Path, data: Loadable, seed: int) -> None:
     lake = tmp_path / "lake"
     path = data.pipeline(tmp_path, {"lake": {"kind": "delta", "path": str(lake), "mode": "append"}})
-    killer = Killer(path, lake / "orders", seed, tmp_path / "logs")
-    kills = killer.run()
+    killer = load_killer(path, lake / "orders", seed, tmp_path / "logs")
+    kills = kill_then_load(killer)
     assert kills == KILLS, killer.report()  # the data is sized so no run drains it first
     check_lake(lake, data, killer.report())  # append: a poll loaded twice shows as duplicates

@@ -25,17 +25,16 @@ than the second commit after the start).
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import pytest
 
 from tests.support.extraction import OrdersDb
+from tests.support.killer import DeltaCommits, Killer, Pace
 from tests.support.loading import delta_commits
 from tests.support.running import Run, check_exact, kill_seed, wait_until, write_run_pipeline
 
@@ -49,6 +48,17 @@ FEED = 150
 FEED_EVERY = 0.5
 TEST_BUDGET = 60.0 + 25.0 * KILLS
 """Seconds the kills may take before the test is failed as hung."""
+PACE = Pace(
+    blind=0.25,
+    blind_within=6.0,
+    early=2,
+    steps=4,
+    extra=0.6,
+    tick=0.01,
+    patience=60,
+    show_output=3000,
+)
+"""Most kills 1-4 curated commits and up to 600 ms after the last; a quarter blind."""
 
 
 @pytest.fixture
@@ -92,50 +102,16 @@ def source(sqlite_url: str) -> Iterator[tuple[OrdersDb, Feeder]]:
     db.close()
 
 
-@dataclass
-class Killer:
-    """Starts ``dataplump run`` and SIGKILLs it (or one of its stages) at seeded moments."""
-
-    config: Path
-    table: Path
-    """The curated Delta table whose commits show progress."""
-    seed: int
-    logs: Path
-    deadline: float = field(default_factory=lambda: time.monotonic() + TEST_BUDGET)
-    events: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.rng = random.Random(self.seed)
-
-    def report(self) -> str:
-        return f"seed {self.seed}; " + "; ".join(self.events)
-
-    def start(self, label: str) -> Run:
-        if time.monotonic() > self.deadline:
-            raise AssertionError(f"over {TEST_BUDGET:.0f}s: {self.report()}")
-        return Run(self.config, logs=self.logs, label=label)
-
-    def moment(self, run: Run, *, blind_ok: bool) -> str:
-        """Wait for a random moment of ``run``'s work; say which."""
-        if blind_ok and self.rng.random() < 0.25:  # blind: start-up or the first commits
-            delay = self.rng.uniform(0.3, 6.0)
-            moment = f"{delay:.2f}s after start"
-            end = time.monotonic() + delay
-            early = delta_commits(self.table) + 2
-            while run.running() and time.monotonic() < end:
-                if delta_commits(self.table) >= early:
-                    return f"at commit {early - 1} of the curated table, {moment} at most"
-                time.sleep(0.02)
-            return moment
-        target = delta_commits(self.table) + self.rng.randint(1, 4)
-        end = time.monotonic() + 60
-        while run.running() and delta_commits(self.table) < target:
-            if time.monotonic() > end:
-                raise AssertionError(f"no progress in 60s: {self.report()}\n{run.output[-3000:]}")
-            time.sleep(0.01)
-        extra = self.rng.uniform(0.0, 0.6)
-        time.sleep(extra)
-        return f"{extra * 1000:.0f}ms after commit {target - 1} of the curated table"
+def run_killer(config: Path, table: Path, seed: int, logs: Path) -> Killer[Run]:
+    """Starts ``dataplump run`` and waits for seeded moments to SIGKILL it (or one of its
+    stages), watching the commits of the curated Delta table ``table``."""
+    return Killer(
+        lambda label: Run(config, logs=logs, label=label),
+        DeltaCommits(table),
+        PACE,
+        seed,
+        TEST_BUDGET,
+    )
 
 
 @pytest.mark.timeout(300)
@@ -144,7 +120,8 @@ def test_run_survives_kill_9_of_the_whole_tree(
 ) -> None:
     db, feeder = source
     config = write_run_pipeline(tmp_path, url=db.url, bootstrap=kafka_bootstrap)
-    killer = Killer(config, tmp_path / "lake" / "orders", seed, tmp_path / "logs")
+    logs = tmp_path / "logs"
+    killer = run_killer(config, tmp_path / "lake" / "orders", seed, logs)
     feeder.start()
     for n in range(KILLS):
         run = killer.start(f"run{n}")
@@ -157,7 +134,7 @@ def test_run_survives_kill_9_of_the_whole_tree(
                 run.kill_everything()
         killer.events.append(f"SIGKILL to {victims} processes {moment}")
     ids = feeder.stop()
-    final = Run(config, "--once", logs=killer.logs, label="final").wait(180)
+    final = Run(config, "--once", logs=logs, label="final").wait(180)
     assert final.returncode == 0, f"{killer.report()}\n{final.describe()}"
     killer.events.append(f"final run --once: exit 0 after {final.seconds:.1f}s")
     ledger = check_exact(config, kafka_bootstrap, ids, killer.report())
@@ -179,7 +156,8 @@ def test_run_restarts_stages_killed_one_by_one(
 ) -> None:
     db, feeder = source
     config = write_run_pipeline(tmp_path, url=db.url, bootstrap=kafka_bootstrap)
-    killer = Killer(config, tmp_path / "lake" / "orders", seed, tmp_path / "logs")
+    logs = tmp_path / "logs"
+    killer = run_killer(config, tmp_path / "lake" / "orders", seed, logs)
     feeder.start()
     run = killer.start("run")
     try:
@@ -204,7 +182,7 @@ def test_run_restarts_stages_killed_one_by_one(
     finally:
         if run.running():
             run.kill_everything()
-    final = Run(config, "--once", logs=killer.logs, label="final").wait(180)
+    final = Run(config, "--once", logs=logs, label="final").wait(180)
     assert final.returncode == 0, f"{killer.report()}\n{final.describe()}"
     killer.events.append(f"final run --once: exit 0 after {final.seconds:.1f}s")
     ledger = check_exact(config, kafka_bootstrap, ids, killer.report())

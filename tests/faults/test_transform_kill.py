@@ -17,9 +17,7 @@ the first two polls (never later: a run must not drain the topic before the kill
 from __future__ import annotations
 
 import os
-import random
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,6 +25,8 @@ import pytest
 from dataplump.config import load_config
 from dataplump.pipeline.extract import Extractor
 from dataplump.pipeline.transform import Transformer
+from tests.support.killer import Killer, Pace
+from tests.support.running import kill_seed
 from tests.support.transformation import (
     Expected,
     OutputWatcher,
@@ -45,78 +45,36 @@ ARGS = ("--once", "--max-records", str(POLL))
 or two of them."""
 TEST_BUDGET = 60.0 + 15.0 * KILLS
 """Seconds the test may take before it is failed as hung."""
+PACE = Pace(
+    blind=0.25, blind_within=4.0, early=2 * POLL, steps=POLL, extra=0.3, tick=0.05, patience=40
+)
+"""Most kills 1-500 records out and up to 300 ms after; a quarter blind, in the start-up or
+the first two polls."""
 
 
 @pytest.fixture
 def seed() -> int:
     """The seed of this test's kill moments (printed; ``DATAPLUMP_KILL_SEED`` replays one)."""
-    value = int(os.environ.get("DATAPLUMP_KILL_SEED") or random.randrange(2**32))
-    print(f"kill seed: {value} (replay with DATAPLUMP_KILL_SEED={value})")
-    return value
+    return kill_seed()
 
 
-@dataclass
-class Killer:
-    """Runs ``dataplump transform --once`` and SIGKILLs it at seeded random moments."""
+@dataclass(frozen=True)
+class RecordsOut:
+    """Progress as the committed records on ``.processed`` + failed (polled as it waits)."""
 
-    config: Path
     watcher: OutputWatcher
-    seed: int
-    logs: Path
-    total: int
-    deadline: float = field(default_factory=lambda: time.monotonic() + TEST_BUDGET)
-    events: list[str] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self.rng = random.Random(self.seed)
+    def count(self) -> int:
+        return self.watcher.total
 
-    def report(self) -> str:
-        return f"seed {self.seed}; " + "; ".join(self.events)
+    def wait(self, seconds: float) -> None:
+        self.watcher.poll(seconds)
 
-    def start(self) -> Transformation:
-        if time.monotonic() > self.deadline:
-            raise AssertionError(f"over {TEST_BUDGET:.0f}s: {self.report()}")
-        label = f"run{len(self.events)}"
-        return Transformation(self.config, *ARGS, logs=self.logs, label=label)
+    def at(self, mark: int) -> str:
+        return f"after {self.watcher.total} records out"
 
-    def kill_at_random(self, run: Transformation) -> bool:
-        """Kill ``run`` at a random moment; False if it ended by itself first (exit 0)."""
-        self.watcher.poll()
-        if self.rng.random() < 0.25:  # blind, in the start-up or the first polls
-            delay = self.rng.uniform(0.3, 4.0)
-            moment = f"{delay:.2f}s after start"
-            end = time.monotonic() + delay
-            early = self.watcher.total + 2 * POLL  # a fast start must not drain the topic
-            while run.running() and time.monotonic() < end:
-                if self.watcher.total >= early:
-                    moment = f"after {self.watcher.total} records out, {moment} at most"
-                    break
-                self.watcher.poll(0.02)
-        else:
-            target = self.watcher.total + self.rng.randint(1, POLL)
-            end = time.monotonic() + 40
-            while run.running() and self.watcher.total < target:
-                if time.monotonic() > end:
-                    raise AssertionError(f"no progress in 40s: {self.report()}")
-                self.watcher.poll(0.05)
-            extra = self.rng.uniform(0.0, 0.3)
-            moment = f"{extra * 1000:.0f}ms after {self.watcher.total} records out"
-            time.sleep(extra)
-        if not run.running():
-            return self._finish(run, f"ended by itself before the kill ({moment})")
-        result = run.kill()
-        if result.returncode == 0:  # it exited between the check and the signal
-            self.events.append(f"run ended by itself at the kill ({moment})")
-            return False
-        assert result.returncode == -9, result.describe()
-        self.events.append(f"SIGKILL {moment}")
-        return True
-
-    def _finish(self, run: Transformation, what: str) -> bool:
-        result = run.wait(max(5.0, self.deadline - time.monotonic()))
-        assert result.returncode == 0, f"{self.report()}\n{result.describe()}"
-        self.events.append(f"run {what}: exit 0 after {result.seconds:.1f}s")
-        return False
+    def after(self, mark: int) -> str:
+        return f"{self.watcher.total} records out"
 
 
 @pytest.mark.timeout(TEST_BUDGET + 120)
@@ -127,7 +85,14 @@ def test_transform_once_survives_kill_9(tmp_path: Path, kafka_bootstrap: str, se
     Transformer(config, kafka_bootstrap).prepare()  # so the watcher follows the outputs at once
     expected = Expected.of(ROWS)
     watcher = OutputWatcher.of(kafka_bootstrap, config)
-    killer = Killer(path, watcher, seed, tmp_path / "logs", expected.total)
+    logs = tmp_path / "logs"
+    killer = Killer(
+        lambda label: Transformation(path, *ARGS, logs=logs, label=label),
+        RecordsOut(watcher),
+        PACE,
+        seed,
+        TEST_BUDGET,
+    )
     try:
         kills = 0
         while kills < KILLS:
@@ -135,10 +100,7 @@ def test_transform_once_survives_kill_9(tmp_path: Path, kafka_bootstrap: str, se
                 break
             if killer.kill_at_random(killer.start()):
                 kills += 1
-        final = killer.start().wait(max(10.0, killer.deadline - time.monotonic()))
-        assert final.returncode == 0, f"{killer.report()}\n{final.describe()}"
-        killer.events.append(f"final run: exit 0 after {final.seconds:.1f}s")
-        assert "transformed" in final.stdout, final.describe()
+        killer.final("transformed")
         print(killer.report())
         assert kills == KILLS, killer.report()  # the data is sized so no run drains it first
         check_exactly_once(kafka_bootstrap, config, expected, killer.report())

@@ -3,7 +3,8 @@
 The source gets new orders all the time (:class:`Feeder`), so every stage has work in
 hand when a test breaks Kafka under it. Which orders end where is known up front:
 the contract rejects every 7th (dead-letter), the cast step fails every 11th that is
-not rejected (failed store), the rest are loaded. :func:`check_exactly_once` compares
+not rejected (failed store), the rest are loaded. :func:`faulted_run` runs the pipeline
+around the test's fault until it is drained; :func:`check_exactly_once` then compares
 the curated Delta table (read by polars, not by DataPlump) and ``dataplump status
 --json`` with that, row for row.
 """
@@ -15,7 +16,8 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +27,25 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from dataplump.pipeline import topics
-from tests.support.cli import Command, run_command
+from tests.support.cli import CliResult, Command, run_command
 
-PIPELINE = """
+ORDERS_CONTRACT = """\
+    contract:
+      columns:
+        id: {{type: int64, not_null: true}}
+        amount: {{type: "decimal(10,2)", min: {min_amount}}}
+        qty: {{type: string}}
+transform:
+  steps:
+    orders:
+      - cast: {{qty: int32}}
+"""
+"""The contract and transformation of the ``orders`` table (the end of a pipeline
+template, to ``format`` with ``min_amount``): :func:`negative` amounts fail ``min: 0``,
+:func:`bad_qty` the cast."""
+
+PIPELINE = (
+    """
 pipeline: {{name: {name}}}
 source: {{url: "sqlite:///{db}"}}
 kafka:
@@ -45,20 +63,15 @@ tables:
     cursor: updated_at
     lag_seconds: 0
     batch_size: {batch}
-    contract:
-      columns:
-        id: {{type: int64, not_null: true}}
-        amount: {{type: "decimal(10,2)", min: 0}}
-        qty: {{type: string}}
-transform:
-  steps:
-    orders:
-      - cast: {{qty: int32}}
 """
+    + ORDERS_CONTRACT
+)
+"""A growing SQLite shop's pipeline: ``format`` with name, db, bootstrap, replicas, batch
+and min_amount."""
 
 
 def negative(i: int) -> bool:
-    """Orders the contract rejects (dead-letter)."""
+    """Orders the contract rejects (dead-letter) while `min: 0` holds."""
     return i % 7 == 0
 
 
@@ -70,6 +83,12 @@ def bad_qty(i: int) -> bool:
 def expected_loaded(rows: int) -> set[int]:
     """Ids of orders 1..rows that must be in the curated table."""
     return {i for i in range(1, rows + 1) if not negative(i) and not bad_qty(i)}
+
+
+def order(i: int) -> tuple[int, str, str]:
+    """Order ``i`` as (id, amount, qty): the amount negative where :func:`negative`, the
+    qty unreadable every 11th order."""
+    return i, f"-{i}.10" if negative(i) else f"{i}.10", "x" if i % 11 == 0 else str(i % 5)
 
 
 @dataclass
@@ -100,6 +119,7 @@ class Shop:
                 bootstrap=self.bootstrap,
                 replicas=self.replicas,
                 batch=self.batch,
+                min_amount=0,
             )
         )
         self.logs = self.folder / "logs"
@@ -112,15 +132,7 @@ class Shop:
             with sqlite3.connect(self.db, timeout=30) as conn:
                 conn.executemany(
                     "INSERT INTO orders VALUES (?, ?, ?, ?)",
-                    [
-                        (
-                            i,
-                            f"-{i}.10" if negative(i) else f"{i}.10",
-                            "x" if i % 11 == 0 else str(i % 5),
-                            i,
-                        )
-                        for i in range(first, last + 1)
-                    ],
+                    [(*order(i), i) for i in range(first, last + 1)],
                 )
             self.rows = last
 
@@ -216,6 +228,64 @@ def drained(shop: Shop) -> Callable[[], bool]:
     """True once the lake holds (at least) every order that must be loaded."""
     want = len(expected_loaded(shop.rows))
     return lambda: len(shop.lake_ids()) >= want
+
+
+@dataclass
+class Faulted:
+    """A :func:`faulted_run` under way: its ``run`` and the timed events it noted."""
+
+    shop: Shop
+    run: Command
+    started: float = field(default_factory=time.monotonic)
+    events: list[str] = field(default_factory=list)
+    output: str = ""
+    """What ``run`` had said when the pipeline was found drained (before it was stopped)."""
+    stopped: CliResult | None = None
+    """How ``run`` ended once stopped."""
+
+    def note(self, what: str) -> None:
+        """Note ``what`` at the seconds since the run started."""
+        self.events.append(f"{time.monotonic() - self.started:5.1f}s {what}")
+
+    @property
+    def result(self) -> CliResult:
+        """How ``run`` ended once stopped."""
+        assert self.stopped is not None, "the run was not stopped"
+        return self.stopped
+
+    def report(self) -> str:
+        """The events noted, then how ``run`` ended."""
+        return "; ".join(self.events) + f"\n{self.result.describe()}"
+
+
+@contextmanager
+def faulted_run(shop: Shop) -> Iterator[Faulted]:
+    """``dataplump run`` of ``shop``, broken by the test inside the ``with``.
+
+    The block is entered once the first rows are loaded; after it, the run must drain the
+    source (every order that must be loaded is in the lake, nothing is in flight), and
+    is stopped with Ctrl-C (killed if anything fails). Check ``result`` and the lake then.
+    """
+    faulted = Faulted(shop, shop.run())
+    run = faulted.run
+    try:
+        wait_for(lambda: len(shop.lake_ids()) > 0, "the first loaded rows", 120, run, shop)
+        faulted.note(f"first rows loaded ({len(shop.lake_ids())})")
+        yield faulted
+        faulted.note(f"source stopped growing at {shop.rows} rows")
+        took = wait_for(drained(shop), f"all {shop.rows} rows' loads", 120, run, shop)
+        faulted.note(f"lake complete {took:.1f}s later")
+        wait_for(
+            lambda: shop.status()["tables"]["orders"]["in_flight_total"] == 0,
+            "an empty pipeline (nothing in flight)",
+            60,
+            run,
+        )
+        faulted.output = run.output
+        faulted.stopped = run.stop(timeout=90)
+    finally:
+        if run.running():
+            run.kill_tree()
 
 
 def check_exactly_once(shop: Shop, report: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ Servers in the security tests (Kafka's SASL_SSL listener, PostgreSQL with ``ssl 
 present a certificate signed by a CA the test makes, so clients can verify the chain and
 the host name the way they would in production (``ssl.ca.location``,
 ``sslmode=verify-full``); a second, unrelated CA is the "wrong CA" a client must refuse.
+:func:`server_certificate` makes all three; a server fixture extends :class:`CaPair`.
 """
 
 from __future__ import annotations
@@ -67,3 +68,25 @@ def issue(ca: Certificate, folder: Path, name: str = "server") -> Certificate:
         "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert),
     )  # fmt: skip
     return Certificate(cert, key)
+
+
+@dataclass(frozen=True)
+class CaPair:
+    """The two CAs of a test server: the right one and the wrong one."""
+
+    ca: Certificate
+    """The CA that signed the server's certificate."""
+    other_ca: Certificate
+    """A CA that signed nothing the server shows: the wrong one."""
+
+
+def server_certificate(folder: Path, name: str) -> tuple[CaPair, Certificate]:
+    """A test CA and an unrelated one (``folder/ca.pem``, ``folder/other-ca.pem``), and a
+    server certificate signed by the first (``folder/<name>.pem``, see :func:`issue`)."""
+    ca, other = make_ca(folder, "ca"), make_ca(folder, "other-ca")
+    return CaPair(ca, other), issue(ca, folder, name)
+
+
+def invalid(i: int) -> bool:
+    """Rows the security tests' contract (`min: 0`) sends to the dead-letter store."""
+    return i % 9 == 0

@@ -843,6 +843,10 @@ class ExtractConfig(_Model):
 
     poll_interval: Annotated[Seconds, Field(ge=0.1)] = 10.0
     """Time between reads of the source when `dataplump extract` runs without `--once`."""
+    late_row_check_interval: Seconds = 300.0
+    """How often each incremental table is counted for rows that appeared behind its
+    watermark (a cursor that went back): on the first pass of every `extract` and then at
+    this interval while it runs; `0` turns the check off."""
 
 
 ChartKind = Literal["bar", "line", "area", "scatter", "pie", "donut", "table", "kpi"]

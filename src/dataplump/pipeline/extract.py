@@ -85,6 +85,11 @@ class TableCounts(StageCounts):
     totals: dict[str, int] = field(default_factory=dict)
     """Rows read, valid and invalid over every run of the table, as last committed (kept in
     the table's extract state, in the same transaction as the rows: the ledger's source)."""
+    late: int = 0
+    """Rows found at or behind the watermark by this run's late-row checks: never read."""
+    late_check: dict[str, Any] | None = None
+    """The last late-row check, as stored: rows at or behind ``watermark`` then (``behind``)
+    and ``totals["read"]`` then (``read``); see :meth:`Extractor.check_late_rows`."""
 
     @property
     def rows(self) -> int:
@@ -114,6 +119,7 @@ class Extractor:
         self._max_record = max_record_bytes(self._client)
         self._message_max = message_max_bytes(self._client)
         self.schemas = SchemaRegistry(bootstrap, config.name, extra=self._client)
+        self._late_checked: dict[str, float] = {}
 
     def prepare(self, tables: Sequence[str] | None = None) -> None:
         """Create the topics of every table (or ``tables``) where missing.
@@ -196,6 +202,8 @@ class Extractor:
         stored = read_state(self.bootstrap, state_topic, extra=self._client).get(table)
         counts.resume = _resume_point(config.mode, stored)
         counts.totals = dict((stored or {}).get("totals") or EMPTY_TOTALS)
+        if config.mode == "incremental" and (stored or {}).get("mode") == "incremental":
+            counts.late_check = (stored or {}).get("late_check")
         with open_source(self.config.source, table, config) as source:
             attempt = 1
             while True:
@@ -217,6 +225,11 @@ class Extractor:
                     )
                     time.sleep(delay)
                     attempt += 1
+            if self._late_check_due(table, counts):
+                try:
+                    self.check_late_rows(source, producer, counts)
+                except TransientError as exc:  # the rows are committed: check next pass
+                    log.warning("%s: late-row check skipped, tried again next pass: %s", table, exc)
         counts.finished = time.monotonic()
         self.on_progress(counts)
         return counts
@@ -243,9 +256,7 @@ class Extractor:
                     )
             if read.watermark is not None and read.watermark != since:  # a capped watermark
                 with producer.transaction():
-                    self._write_watermark(
-                        producer, source, read.watermark, complete=False, totals=counts.totals
-                    )
+                    self._write_watermark(producer, source, read.watermark, counts.totals, counts)
                 since = counts.resume = read.watermark
             # Checking and encoding (DuckDB, Polars: no GIL) run in the reader thread, so
             # they overlap with producing the previous batch here.
@@ -260,9 +271,7 @@ class Extractor:
                 }
                 with producer.transaction():
                     self._produce_checked(producer, source, contract, checked, counts)
-                    self._write_watermark(
-                        producer, source, checked.watermark, complete=False, totals=totals
-                    )
+                    self._write_watermark(producer, source, checked.watermark, totals, counts)
                 since = counts.resume = checked.watermark
                 counts.totals = totals
                 counts.batches += 1
@@ -271,7 +280,7 @@ class Extractor:
             if source.config.mode == "full":
                 with producer.transaction():
                     self._write_watermark(
-                        producer, source, since, complete=True, totals=counts.totals
+                        producer, source, since, counts.totals, counts, complete=True
                     )
 
     def _produce_checked(
@@ -339,14 +348,70 @@ class Extractor:
         schema = self.config.source.db_schema
         return f"{schema}.{table}" if schema else table
 
+    def _late_check_due(self, table: str, counts: TableCounts) -> bool:
+        """An incremental table with a watermark is checked on its first pass in this
+        process and then every ``extract.late_row_check_interval`` (0: never)."""
+        every = self.config.extract.late_row_check_interval
+        if not every or self.config.tables[table].mode != "incremental" or counts.resume is None:
+            return False
+        last = self._late_checked.get(table)
+        return last is None or time.monotonic() - last >= every
+
+    def check_late_rows(self, source: Source, producer: Producer, counts: TableCounts) -> int:
+        """Count the rows of an incremental table that appeared behind its watermark.
+
+        A row written with a cursor lower than rows already read (a writer's clock behind,
+        or a transaction committing later than ``lag_seconds``) lies behind the watermark
+        and is never read. Between two checks the rows at or behind the watermark can
+        only grow by the rows read in between, unless some arrived late::
+
+            late >= behind_now - (behind_then + read_now - read_then)
+
+        A row updated forward (read again) or deleted lowers ``behind_now``, so this is a
+        lower bound: exact for an append-only table, and never a false alarm. The check runs after the pass's
+        last commit; its result is stored with the watermark, alerted (``late_rows``) and
+        logged. Returns the late rows found.
+        """
+        watermark = counts.resume
+        assert watermark is not None  # _late_check_due
+        behind, read = source.count_through(watermark), counts.totals["read"]
+        before = counts.late_check
+        late = 0
+        if before is not None and read >= int(before["read"]):
+            late = max(0, behind - (int(before["behind"]) + read - int(before["read"])))
+        checked = {"watermark": watermark.to_dict(), "behind": behind, "read": read}
+        with producer.transaction():
+            if late:
+                message = late_rows_message(source, watermark, late)
+                log.warning("%s", message)
+                produce_alert(
+                    producer,
+                    error_alert(
+                        self.config.name,
+                        stage=STAGE,
+                        error=message,
+                        table=source.table,
+                        kind="source_warning",
+                        rule="late_rows",
+                        count=late,
+                        run_id=self.run_id,
+                    ),
+                )
+            counts.late_check = checked
+            self._write_watermark(producer, source, watermark, counts.totals, counts)
+        self._late_checked[source.table] = time.monotonic()
+        counts.late += late
+        return late
+
     def _write_watermark(
         self,
         producer: Producer,
         source: Source,
         watermark: Watermark | None,
-        *,
-        complete: bool,
         totals: dict[str, int],
+        counts: TableCounts,
+        *,
+        complete: bool = False,
     ) -> None:
         write_state(
             producer,
@@ -359,6 +424,7 @@ class Extractor:
                 "run": self.run_id,
                 "at": datetime.now(UTC).isoformat(),
                 "totals": totals,
+                "late_check": counts.late_check,
             },
         )
 
@@ -474,6 +540,19 @@ def _cut(text: object) -> object:
     if isinstance(text, str) and len(text) > _KEPT_TEXT:
         return f"{text[:_KEPT_TEXT]}... ({len(text)} characters in all)"
     return text
+
+
+def late_rows_message(source: Source, watermark: Watermark, late: int) -> str:
+    """One line for people: how many rows were passed by, where, why and what to do."""
+    cursor = source.config.cursor
+    return (
+        f"{late} row(s) of `{source.table}` appeared behind the watermark (`{cursor}` at or"
+        f" before {watermark.cursor}) since the last check and were not read: they were"
+        f" written with a `{cursor}` lower than rows already read (a writer's clock behind"
+        " the database's, or a transaction that committed more than `lag_seconds` after"
+        f" setting it); raise `tables.{source.table}.lag_seconds` or fix the writer, and"
+        " find the rows by comparing the source with the curated table"
+    )
 
 
 def _resume_point(mode: str, stored: dict[str, Any] | None) -> Watermark | None:

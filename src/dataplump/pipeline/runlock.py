@@ -16,17 +16,16 @@ exact (each stage's transactional id, one consumer group per stage).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
-import socket
 import tempfile
 import time
 from pathlib import Path
 from typing import IO
 
 from dataplump.errors import TerminalError
+from dataplump.locks import lock_or_holder, unlock
 
 LOCK_DIR_ENV = "DATAPLUMP_RUN_LOCK_DIR"
 """Overrides the folder of the run locks (default ``<tmp>/dataplump``)."""
@@ -64,32 +63,21 @@ class RunLock:
                 f"cannot open the run lock {self.path}: {exc.strerror}; set"
                 f" {LOCK_DIR_ENV} to a writable folder"
             ) from None
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "a process that did not say who it is"
-            handle.close()
+        started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        holder = lock_or_holder(handle, f", started {started}, pipeline file {self.config}")
+        if holder is not None:
             raise RunLockedError(
-                f"another `dataplump run` of pipeline `{self.pipeline}` is running ({holder});"
+                f"another `dataplump run` of pipeline `{self.pipeline}` is running"
+                f" ({holder or 'a process that did not say who it is'});"
                 " two runs of one pipeline would fence each other's stages: stop that one"
                 " first (Ctrl-C), or leave it running"
             ) from None
-        started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-        handle.seek(0)
-        handle.truncate()
-        handle.write(
-            f"pid {os.getpid()} on {socket.gethostname()}, started {started},"
-            f" pipeline file {self.config}\n"
-        )
-        handle.flush()
         self._handle = handle
 
     def release(self) -> None:
         """Drop the lock (idempotent)."""
         if self._handle is not None:
-            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
-            self._handle.close()
+            unlock(self._handle)
             self._handle = None
 
     def __enter__(self) -> RunLock:

@@ -7,9 +7,6 @@ Private: :mod:`dataplump.sinks.delta` and :mod:`dataplump.sinks.parquet` use it.
 from __future__ import annotations
 
 import errno
-import fcntl
-import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -17,6 +14,7 @@ from typing import IO, TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dataplump.locks import lock_or_holder, unlock
 from dataplump.sinks.base import (
     OFFSET,
     PARTITION,
@@ -134,27 +132,19 @@ class TableLock:
             handle: IO[str] = self.path.open("a+", encoding="utf-8")
         except OSError as error:
             raise os_error(error, f"cannot open lake table `{table}`") from error
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
+        holder = lock_or_holder(handle)
+        if holder is not None:
             raise TransientSinkError(
-                f"lake table `{table}` at {folder} is locked by another loader ({holder});"
-                " one loader writes a table at a time: stop the other one or wait for it"
+                f"lake table `{table}` at {folder} is locked by another loader"
+                f" ({holder or 'unknown'}); one loader writes a table at a time: stop the"
+                " other one or wait for it"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
         self._handle: IO[str] | None = handle
 
     def release(self) -> None:
         """Drop the lock (idempotent)."""
         if self._handle is not None:
-            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
-            self._handle.close()
+            unlock(self._handle)
             self._handle = None
 
 

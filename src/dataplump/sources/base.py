@@ -419,6 +419,35 @@ class Source(ABC):
             log.warning("%s", warning.message)
         return SourceRead(self, plan)
 
+    def count_through(self, watermark: Watermark) -> int:
+        """Rows whose (cursor, key) is at or before ``watermark`` now (``incremental`` mode).
+
+        What the extraction stage's late-row check compares between two moments: rows
+        that appear at or behind a watermark already passed were never read
+        (``docs/sources.md``, "Late rows"). Rows with a NULL cursor are not counted.
+        """
+        cursor = self.cursor
+        if cursor is None or watermark.cursor is None:
+            raise ValueError("count_through needs an incremental table and a cursor value")
+        order = [cursor, *self.key]
+        values: list[Value] = [watermark.cursor, *(watermark.pk or ())]
+        params = {
+            f"w{i}": self._aux_value(column, value)
+            for i, (column, value) in enumerate(zip(order, values, strict=False))
+        }
+        after = keyset_predicate(
+            [_bindable(self._order_expression(c)) for c in order],
+            [f":w{i}" for i in range(len(values))],
+            row_values=self.row_values,
+        )
+        column = _bindable(self._order_expression(cursor))
+        sql = (
+            f"SELECT COUNT(*) FROM {_bindable(self._table_sql())}"  # noqa: S608 - quoted
+            f" WHERE {column} IS NOT NULL AND NOT ({after})"
+        )
+        with self._connect(f"counting the rows of {self._label} behind its watermark") as conn:
+            return int(conn.execute(sa.text(sql), params).scalar_one())
+
     def watermark(self, batch: pa.RecordBatch) -> Watermark:
         """The watermark after ``batch``'s last row (a batch this source yielded)."""
         last = batch.num_rows - 1
@@ -690,7 +719,7 @@ class Source(ABC):
     ) -> tuple[Value | None, Watermark | None, list[SourceWarning]]:
         """Upper bound of this read, the (possibly capped) start, and warnings."""
         warnings: list[SourceWarning] = []
-        table, column = self._table_sql(), self._order_expression(cursor)
+        table, column = _bindable(self._table_sql()), _bindable(self._order_expression(cursor))
         with self._connect(f"planning a read of {self._label}") as conn:
             if cursor.cursor_kind == "number":
                 maximum = sa.text(f"SELECT MAX({column}) FROM {table}")  # noqa: S608 - quoted
@@ -699,7 +728,7 @@ class Source(ABC):
             now_utc, now_local = self._clock(conn)
             now: datetime = now_utc if cursor.cursor_kind == "timestamptz" else now_local
             upper = now - timedelta(seconds=self.config.lag_seconds)
-            keys = ", ".join(self._quote(c.name) for c in self.key)
+            keys = _bindable(", ".join(self._quote(c.name) for c in self.key))
             future = conn.execute(
                 sa.text(
                     f"SELECT {keys} FROM {table} WHERE {column} > :now"  # noqa: S608 - quoted
@@ -789,6 +818,12 @@ class Source(ABC):
                     f" `tables.{self.table}.primary_key`"
                 )
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
+def _bindable(quoted: str) -> str:
+    """Quoted SQL made safe for ``sa.text``, which reads ``:name`` as a bind parameter even
+    inside a quoted identifier (a column named ``a:b``): its colons escaped."""
+    return quoted.replace(":", "\\:")
 
 
 def _key_text(key: tuple[Value, ...]) -> str:

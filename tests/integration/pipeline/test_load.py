@@ -20,6 +20,7 @@ from dataplump.pipeline.extract import Extractor
 from dataplump.pipeline.load import Loader
 from dataplump.pipeline.transform import Transformer
 from dataplump.sinks.delta import read_delta
+from tests.support.faulted_run import ORDERS_CONTRACT, bad_qty, expected_loaded, negative, order
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 
@@ -27,7 +28,8 @@ ROWS = 600
 """Orders; every 7th has a negative amount (dead-letter), every 11th a status the
 transformation's cast fails (failed store)."""
 
-PIPELINE = """
+PIPELINE = (
+    """
 pipeline: {{name: {name}}}
 source: {{url: "sqlite:///{db}"}}
 kafka: {{bootstrap_servers: "{bootstrap}"}}
@@ -37,16 +39,9 @@ tables:
   orders:
     primary_key: id
     batch_size: 200
-    contract:
-      columns:
-        id: {{type: int64, not_null: true}}
-        amount: {{type: "decimal(10,2)", min: 0}}
-        qty: {{type: string}}
-transform:
-  steps:
-    orders:
-      - cast: {{qty: int32}}
 """
+    + ORDERS_CONTRACT
+)
 
 
 def make(folder: Path, bootstrap: str, mode: str = "merge") -> PipelineConfig:
@@ -54,15 +49,16 @@ def make(folder: Path, bootstrap: str, mode: str = "merge") -> PipelineConfig:
         db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, amount NUMERIC(10,2), qty TEXT)")
         db.executemany(
             "INSERT INTO orders VALUES (?, ?, ?)",
-            [
-                (i, f"-{i}.10" if i % 7 == 0 else f"{i}.10", "x" if i % 11 == 0 else str(i % 5))
-                for i in range(1, ROWS + 1)
-            ],
+            [order(i) for i in range(1, ROWS + 1)],
         )
     path = folder / "dataplump.yaml"
     path.write_text(
         PIPELINE.format(
-            name=f"l{uuid.uuid4().hex[:8]}", db=folder / "shop.db", bootstrap=bootstrap, mode=mode
+            name=f"l{uuid.uuid4().hex[:8]}",
+            db=folder / "shop.db",
+            bootstrap=bootstrap,
+            mode=mode,
+            min_amount=0,
         )
     )
     return load_config(path)
@@ -81,9 +77,9 @@ def test_processed_rows_land_once_with_lineage_and_ops_tables(
 
     counts = {c.table: c for c in Loader(config, kafka_bootstrap).run(once=True)}
 
-    invalid = {i for i in range(1, ROWS + 1) if i % 7 == 0}
-    failed = {i for i in range(1, ROWS + 1) if i % 11 == 0} - invalid
-    good = set(range(1, ROWS + 1)) - invalid - failed
+    invalid = {i for i in range(1, ROWS + 1) if negative(i)}
+    failed = {i for i in range(1, ROWS + 1) if bad_qty(i)}
+    good = expected_loaded(ROWS)
     lake = tmp_path / "lake"
     orders = read(lake / "orders")
     assert sorted(orders["id"].to_pylist()) == sorted(good)  # each once

@@ -19,61 +19,16 @@ import pytest
 from dataplump.config import load_config
 from dataplump.pipeline.ledger import read_ledger
 from tests.support.cli import Command, run_command
+from tests.support.faulted_run import PIPELINE, bad_qty, expected_loaded, negative, order
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
-
-PIPELINE = """
-pipeline: {{name: {name}}}
-source: {{url: "sqlite:///{db}"}}
-kafka:
-  bootstrap_servers: "{bootstrap}"
-  extra: {{session.timeout.ms: "6000"}}
-extract: {{poll_interval: 1s}}
-sinks:
-  lake: {{kind: delta, path: lake}}
-notify: {{grouping: {{group_wait: 0s}}}}
-tables:
-  orders:
-    primary_key: id
-    mode: incremental
-    cursor: updated_at
-    lag_seconds: 0
-    batch_size: 300
-    contract:
-      columns:
-        id: {{type: int64, not_null: true}}
-        amount: {{type: "decimal(10,2)", min: {min_amount}}}
-        qty: {{type: string}}
-transform:
-  steps:
-    orders:
-      - cast: {{qty: int32}}
-"""
-
-
-def negative(i: int) -> bool:
-    """Orders the contract rejects (dead-letter) while `min: 0` holds."""
-    return i % 7 == 0
-
-
-def bad_qty(i: int) -> bool:
-    """Orders whose qty the cast step cannot read (failed store)."""
-    return i % 11 == 0 and not negative(i)
 
 
 def add_orders(db: Path, first: int, last: int) -> None:
     with sqlite3.connect(db) as conn:
         conn.executemany(
             "INSERT INTO orders VALUES (?, ?, ?, ?)",
-            [
-                (
-                    i,
-                    f"-{i}.10" if negative(i) else f"{i}.10",
-                    "x" if i % 11 == 0 else str(i % 5),
-                    i,
-                )
-                for i in range(first, last + 1)
-            ],
+            [(*order(i), i) for i in range(first, last + 1)],
         )
 
 
@@ -91,7 +46,11 @@ def make(folder: Path, bootstrap: str, rows: int, min_amount: int = 0) -> Path:
     path = folder / "dataplump.yaml"
     if path.exists():
         name = load_config(path).name
-    path.write_text(PIPELINE.format(name=name, db=db, bootstrap=bootstrap, min_amount=min_amount))
+    path.write_text(
+        PIPELINE.format(
+            name=name, db=db, bootstrap=bootstrap, replicas=1, batch=300, min_amount=min_amount
+        )
+    )
     return path
 
 
@@ -101,10 +60,6 @@ def lake_ids(folder: Path) -> list[int]:
     if not (table / "_delta_log").exists():
         return []
     return pl.read_delta(str(table), columns=["id"])["id"].to_list()
-
-
-def expected_loaded(rows: int) -> set[int]:
-    return {i for i in range(1, rows + 1) if not negative(i) and not bad_qty(i)}
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float, command: Command) -> None:

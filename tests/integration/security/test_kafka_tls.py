@@ -24,7 +24,7 @@ import pytest
 from dataplump.services.kafka import KafkaManager, free_port
 from tests.support.cli import CliResult, run_command
 from tests.support.docs import yaml_block
-from tests.support.tls import Certificate, issue, make_ca
+from tests.support.tls import CaPair, invalid, server_certificate
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
 
@@ -63,29 +63,20 @@ COMMANDS = pytest.mark.parametrize(
 )
 
 
-def invalid(i: int) -> bool:
-    """Rows the contract's `min: 0` sends to the dead-letter store."""
-    return i % 9 == 0
-
-
 @dataclass(frozen=True)
-class TlsBroker:
+class TlsBroker(CaPair):
     plaintext: str
     """Bootstrap of the PLAINTEXT listener (only the broker's own readiness check)."""
     secured: str
     """Bootstrap of the SASL_SSL listener (the only one the pipeline is given)."""
-    ca: Certificate
-    """The CA that signed the listener's certificate."""
-    other_ca: Certificate
-    """A CA that signed nothing the broker shows: the wrong one."""
     data_dir: Path
 
 
 @pytest.fixture(scope="module")
 def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
     tls = tmp_path_factory.mktemp("kafka-tls-certs")
-    ca, other = make_ca(tls, "ca"), make_ca(tls, "other-ca")
-    keystore = issue(ca, tls, "broker").bundle(tls / "broker-keystore.pem")
+    cas, certificate = server_certificate(tls, "broker")
+    keystore = certificate.bundle(tls / "broker-keystore.pem")
     port, secured, controller = free_port(), free_port(), free_port()
     data_dir = tmp_path_factory.mktemp("kafka-tls")
     manager = KafkaManager(
@@ -113,7 +104,13 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
     manager.install()
     try:
         manager.up()
-        yield TlsBroker(f"127.0.0.1:{port}", f"127.0.0.1:{secured}", ca, other, data_dir)
+        yield TlsBroker(
+            cas.ca,
+            cas.other_ca,
+            plaintext=f"127.0.0.1:{port}",
+            secured=f"127.0.0.1:{secured}",
+            data_dir=data_dir,
+        )
     finally:
         manager.down()
 

@@ -28,7 +28,7 @@ from dataplump.testing.databases import PostgresServer
 from tests.support.cli import CliResult, run_command
 from tests.support.docs import yaml_block
 from tests.support.private_postgres import private_postgres
-from tests.support.tls import Certificate, issue, make_ca
+from tests.support.tls import CaPair, invalid, server_certificate
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
@@ -61,26 +61,16 @@ tables:
 """
 
 
-def invalid(i: int) -> bool:
-    """Rows the contract's `min: 0` sends to the dead-letter store."""
-    return i % 9 == 0
-
-
 @dataclass(frozen=True)
-class TlsPostgres:
+class TlsPostgres(CaPair):
     server: PostgresServer
     database: str
-    ca: Certificate
-    """The CA that signed the server's certificate."""
-    other_ca: Certificate
-    """A CA that signed nothing the server shows: the wrong one."""
 
 
 @pytest.fixture(scope="module")
 def tls_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsPostgres]:
     tls = tmp_path_factory.mktemp("pg-tls-certs")
-    ca, other = make_ca(tls, "ca"), make_ca(tls, "other-ca")
-    certificate = issue(ca, tls, "postgres")
+    cas, certificate = server_certificate(tls, "postgres")
     with private_postgres(
         "pgtls", ssl_cert_file=certificate.cert, ssl_key_file=certificate.key
     ) as server:
@@ -102,7 +92,7 @@ def tls_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsPostgr
             )
             conn.exec_driver_sql(f"ALTER TABLE orders OWNER TO {ROLE}")
         admin.dispose()
-        yield TlsPostgres(server, database, ca, other)
+        yield TlsPostgres(cas.ca, cas.other_ca, server=server, database=database)
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,24 @@ def test_ties_on_the_cursor_across_batch_boundaries(db: Db) -> None:
         assert seen == ids(whole)
 
 
+def test_count_through_counts_rows_at_or_behind_a_watermark(db: Db) -> None:
+    """What the late-row check compares: ties on the cursor are split by the key, as in
+    a read; a capped watermark (no key) covers every row of its cursor value."""
+    db.items_table()
+    same = db.now() - timedelta(minutes=10)
+    db.insert_items([(i, same) for i in range(1, 7)])
+    db.insert_items([(7, same - timedelta(seconds=1)), (8, same + timedelta(seconds=1))])
+    with db.open("items", primary_key="id", mode="incremental", cursor="updated_at") as source:
+        whole, end = read_all(source)
+        assert end is not None
+        assert source.count_through(end) == 8
+        tie = source.watermark(whole.slice(3, 1).to_batches()[0])  # (same, id 3)
+        assert source.count_through(tie) == 4  # 7, 1, 2, 3
+        assert source.count_through(Watermark(cursor=tie.cursor, pk=None)) == 7
+        db.insert_items([(9, same - timedelta(seconds=30))])  # a row written late
+        assert source.count_through(tie) == 5
+
+
 def test_lag_window_keeps_late_commits(db: Db) -> None:
     """A row committed late with an older timestamp is still read (kafka-connect-jdbc #915)."""
     db.items_table()

@@ -85,3 +85,19 @@ def test_write_docs_puts_note_table_and_chart_between_markers(tmp_path: Path) ->
     assert text.endswith(f"{END}\n\n## TODO\n")
     assert "Measured under load.\n\n| tool |" in text
     assert "![rows/s per tool](benchmarks.svg)" in text
+
+
+def test_latency_columns_appear_only_with_a_latency_and_own_ratio_wins() -> None:
+    assert "p50" not in text_table(RESULTS)
+    assert "p50_s" not in to_json(RESULTS, {})
+    extra = [
+        Result("dataplump extract", 4, 100_000, 3.0, 310.0, own_ratio=1.04),
+        Result("dataplump run", 5, 6_000, 60.0, 500.0, p50_s=1.25, p99_s=3.5),
+    ]
+    both = RESULTS + extra
+    assert ratio(extra[0], both) == 1.04
+    header, *_, last = text_table(both).splitlines()
+    assert header.split()[-2:] == ["p50", "p99"]
+    assert last.split()[-4:] == ["1.25", "s", "3.50", "s"]
+    assert markdown_table(both).splitlines()[0].endswith("| p50 | p99 |")
+    assert from_json(to_json(both, {})) == both

@@ -1,0 +1,64 @@
+"""`python -m bench --scenario 4` and `--scenario 5` end to end, at tiny sizes.
+
+Like test_bench_smoke.py: real PostgreSQL and a real managed broker, the docs left
+alone, the JSON in a temporary folder. These prove the harness works, not the numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bench.report import Result, from_json
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.kafka,
+    pytest.mark.postgres,
+    pytest.mark.slow,
+    pytest.mark.timeout(480),  # the first run installs the bench env (uv, from PyPI)
+]
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def bench(tmp_path: Path, *args: str) -> tuple[list[Result], str]:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--no-peers", "--no-docs", "--results", str(tmp_path),
+         *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=450, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    [file] = tmp_path.glob("*.json")
+    return from_json(file.read_text()), run.stdout
+
+
+def test_scenario_4_measures_each_stage_at_a_tenth_and_at_all_rows(tmp_path: Path) -> None:
+    results, out = bench(tmp_path, "--rows", "10000", "--scenario", "4")
+    stages = ["dataplump extract", "dataplump transform", "dataplump load"]
+    assert [r.tool for r in results] == stages * 2
+    assert [r.rows for r in results] == [1_000] * 3 + [10_000] * 3
+    assert all(r.seconds > 0 and r.peak_rss_mb > 0 for r in results)
+    for small, full in zip(results[:3], results[3:], strict=True):
+        assert small.own_ratio == 1.0
+        assert full.own_ratio == pytest.approx(full.peak_rss_mb / small.peak_rss_mb)
+    assert "p99" not in out
+
+
+def test_scenario_5_reports_p50_and_p99_of_every_row_in_the_window(tmp_path: Path) -> None:
+    results, out = bench(
+        tmp_path, "--rows", "1000", "--scenario", "5",
+        "--latency-rate", "50", "--latency-seconds", "5", "--latency-warmup", "2",
+    )  # fmt: skip
+    [result] = results
+    assert result.tool == "dataplump run"
+    assert result.rows > 100  # ~250 orders inserted in the window
+    assert result.p50_s is not None
+    assert result.p99_s is not None
+    assert 0 < result.p50_s <= result.p99_s
+    assert math.isfinite(result.p99_s), "a row of the window never reached the curated table"
+    assert "0 not seen" in out
+    assert "resolution" in out
