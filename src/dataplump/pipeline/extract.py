@@ -368,9 +368,9 @@ class Extractor:
             late >= behind_now - (behind_then + read_now - read_then)
 
         A row updated forward (read again) or deleted lowers ``behind_now``, so this is a
-        lower bound: exact for an append-only table, and never a false alarm. The check runs after the pass's
-        last commit; its result is stored with the watermark, alerted (``late_rows``) and
-        logged. Returns the late rows found.
+        lower bound: exact for an append-only table, and never a false alarm. The check
+        runs after the pass's last commit; its result is stored with the watermark,
+        alerted (``late_rows``) and logged. Returns the late rows found.
         """
         watermark = counts.resume
         assert watermark is not None  # _late_check_due
