@@ -1,4 +1,4 @@
-"""Scenarios 1 and 2 of issue 9: each candidate in its own subprocess, same data.
+"""Scenarios 1 and 2 of issue 9 (3 to 5: ``scenario_*.py``): one subprocess per candidate.
 
 Every candidate is a command; :func:`measure` runs it, takes its peak RSS from
 ``wait4`` (the child's own, whatever language it is in) and reads the JSON line it
@@ -23,6 +23,7 @@ from pathlib import Path
 from bench.report import Result
 from bench.scenario_latency import scenario_5
 from bench.scenario_memory import scenario_4
+from bench.scenario_transform import scenario_3
 from bench.tpch import LINEITEM_CONTRACT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,5 +208,6 @@ def scenario_2(ctx: Context) -> list[Result]:
 SCENARIOS: dict[int, Callable[[Context], list[Result]]] = {1: scenario_1, 2: scenario_2}
 """Every scenario of issue 9, by number (docs/benchmarks.md)."""
 
+SCENARIOS[3] = scenario_3
 SCENARIOS[4] = scenario_4
 SCENARIOS[5] = scenario_5

@@ -20,6 +20,7 @@ PINS = (
     "deltalake==1.6.6",
     "polars==2.1.0",
     "psycopg[binary]==3.3.9",  # SQLAlchemy's driver for dlt's table reflection
+    "quixstreams==3.28.1",  # scenario 3
 )
 """What the peers run with; ``.cache/bench-venv/pins.txt`` records the last install."""
 

@@ -1,0 +1,325 @@
+"""Scenario 3 of issue 9: Kafka -> transform -> Kafka, the same SQL logic in every tool.
+
+The ``.active`` topic of ``lineitem`` is filled once by DataPlump's ``extract --once``
+(timed apart, not counted). Then each candidate reads that same topic in a consumer
+group of its own, in its own subprocess, one after the other, and writes to its own
+output topic:
+
+dataplump         ``dataplump transform --once`` (DuckDB engine): the SQL step
+                  (:data:`SQL`) and an output contract of two rules; valid rows to
+                  ``.processed``, the others to the failed store, one Kafka transaction
+                  per poll of 10,000 records with the consumed offsets (exactly once)
+dataplump-spark   the same command with ``--engine spark`` on ``local[2]``: the SQL
+                  translated to Spark SQL, one transaction per micro-batch of 100,000
+quix              a Quix Streams app (``bench/peers/quix_transform.py``), the same logic
+                  in Python with ``Decimal``; at-least-once, Quix's default
+quix-eos          the same app with ``processing_guarantee="exactly-once"``
+spark-streaming   hand-written Structured Streaming (``bench/peers/spark_streaming.py``):
+                  ``from_json``, the same SQL, ``to_json``, the Kafka sink, availableNow
+
+DataPlump's two engines share the pipeline's topics, so the consumer group is deleted
+between them and the Spark engine's output is what ``.processed`` and the failed store
+grew by. Every candidate must send the same number of rows on and the same number to
+its failed topic: the harness counts each output topic (``read_committed``) after the
+run and fails loudly otherwise. The SQL drops ``AIR`` shipments (1 row in 7) and the
+rule ``l_quantity <= 45`` fails about 1 row in 10.
+
+Peak RSS is sampled over each candidate's processes (:func:`tree_peak`), not taken from
+``wait4`` like scenarios 1 and 2: see its docstring for why.
+
+The Spark candidates run when PySpark is in ``.venv`` (the ``spark`` extra) and
+``BENCH_SKIP_SPARK`` is not set; the JVMs' start costs a minute or more on a busy
+machine, which is why the CI smoke test sets it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.report import Result
+from bench.tpch import LINEITEM_CONTRACT
+
+if TYPE_CHECKING:
+    from bench.scenarios import Context
+
+SQL = """\
+SELECT *,
+       l_extendedprice * (1 - l_discount) AS disc_price,
+       l_extendedprice * (1 - l_discount) * (1 + l_tax) AS charge,
+       l_returnflag || l_linestatus AS flag_status
+FROM batch
+WHERE l_shipmode <> 'AIR'
+"""
+"""The transform every candidate applies (the Quix app repeats it in Python). ``SELECT *``
+keeps DataPlump's lineage, so its output keeps the input's headers and the rows the
+``WHERE`` drops are counted as filtered (docs/transform.md)."""
+
+OUTPUT_CONTRACT = """
+      version: bench
+      columns:
+        l_quantity: {type: "decimal(15,2)", max: 45}
+        flag_status: {type: string, accepted_values: [AF, NF, NO, RF]}
+"""
+"""The two rules checked after the SQL; rows failing one go to the failed topic."""
+
+
+def write_pipeline(ctx: Context) -> Path:
+    """A pipeline file for ``lineitem`` on the run's broker, with the step and contract."""
+    name = f"bench{uuid.uuid4().hex[:6]}"
+    step = "".join(f"          {line}\n" for line in SQL.splitlines())
+    text = (
+        f"pipeline: {{name: {name}}}\n"
+        f"source: {{url: '{ctx.url}'}}\n"
+        f"kafka: {{bootstrap_servers: '{ctx.bootstrap}', topic: {{partitions: 2}}}}\n"
+        "tables:\n  lineitem:\n    primary_key: [l_orderkey, l_linenumber]\n"
+        f"    batch_size: 50000\n    contract:{LINEITEM_CONTRACT}"
+        f"    output_contract:{OUTPUT_CONTRACT}"
+        "transform:\n"
+        "  spark: {master: 'local[2]', ui: false, log_level: ERROR}\n"
+        f"  steps:\n    lineitem:\n      - sql: |\n{step}"
+    )
+    file = ctx.work / f"{name}.yaml"
+    file.write_text(text)
+    return file
+
+
+def count_records(bootstrap: str, topic: str) -> int:
+    """Committed records in ``topic`` from its start to its end (read_committed)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-count-{uuid.uuid4().hex[:6]}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=30).topics[topic]
+        if metadata.error is not None:
+            raise RuntimeError(f"cannot count {topic}: {metadata.error}")
+        ends = {}
+        for p in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        count = 0
+        deadline = time.monotonic() + 120
+        while ends:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"counting {topic}: still short of the end after 120 s")
+            for message in consumer.consume(10_000, 1.0):
+                if message.error() is None:
+                    count += 1
+            done = [
+                tp.partition
+                for tp in consumer.position([TopicPartition(topic, p) for p in ends])
+                if tp.offset >= ends[tp.partition]
+            ]
+            for p in done:
+                del ends[p]
+        return count
+    finally:
+        consumer.close()
+
+
+@dataclass
+class TreePeak:
+    """Peak memory of the processes started while it samples (a candidate and its JVM)."""
+
+    summed: float = 0.0
+    """The largest sum of their RSS at one sample, in MB (every 0.2 s)."""
+    single: float = 0.0
+    """The largest ``VmHWM`` of one of them, in MB: each process's own high-water mark,
+    exact even between samples, as long as it was seen alive once."""
+
+    @property
+    def mb(self) -> float:
+        """The figure for the table: the summed peak, at least the largest single one."""
+        return max(self.summed, self.single)
+
+
+def _hwm_mb(pid: int) -> float:
+    """``VmHWM`` of ``pid`` in MB, 0 when it is gone."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@contextlib.contextmanager
+def tree_peak() -> Iterator[TreePeak]:
+    """Sample the processes this one starts inside the block.
+
+    Not ``wait4``'s ``ru_maxrss`` (what ``run_child`` returns): Linux carries the
+    spawning process's high-water mark into a child at ``exec``, so every child of the
+    harness reports at least the harness's own peak RSS (``bench/scenarios.py``
+    ``run_child(["/bin/true"])`` reports 615 MB after the harness touched 600 MB), and
+    PySpark's JVM, which its driver does not always wait for, is missed.
+    """
+    import psutil  # type: ignore[import-untyped]
+
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}  # the broker
+    peak = TreePeak()
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.2):
+            total = 0
+            for process in me.children(recursive=True):
+                if process.pid not in before:
+                    with contextlib.suppress(psutil.Error):
+                        total += process.memory_info().rss
+                        peak.single = max(peak.single, _hwm_mb(process.pid))
+            peak.summed = max(peak.summed, total / 2**20)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _dataplump(ctx: Context, tool: str, pipeline: Path, engine: str) -> Result:
+    """``dataplump transform --once``: wall time of the whole command, like scenario 1."""
+    from bench.scenarios import run_child
+
+    cli = str(Path(sys.executable).parent / "dataplump")
+    started = time.perf_counter()
+    with tree_peak() as tree:
+        code, out, err, rss = run_child(
+            [cli, "transform", "-c", str(pipeline), "--once", "--engine", engine], ctx.log(tool)
+        )
+    seconds = time.perf_counter() - started
+    if code != 0:
+        raise RuntimeError(f"dataplump transform --once --engine {engine} exited {code}:\n{err}")
+    # the rate its own table prints (the worker's, without the process's start): to read
+    # small runs by, where the start weighs most; the results keep the wall time
+    if own := [
+        line.split()[-1] for line in out.splitlines() if line.strip().startswith("lineitem")
+    ]:
+        print(f"  {tool}: {seconds:.1f} s wall; its own table says {own[-1]} rows/s", flush=True)
+    print(
+        f"  {tool}: peak RSS {tree.mb:.0f} MB sampled ({tree.single:.0f} MB its largest process;"
+        f" wait4 says {rss:.0f} MB)",
+        flush=True,
+    )
+    return Result(tool, 3, ctx.rows, seconds, tree.mb)
+
+
+def scenario_3(ctx: Context) -> list[Result]:
+    """DataPlump ``transform --once`` (DuckDB, Spark) vs Quix Streams vs Spark Streaming."""
+    from confluent_kafka.admin import AdminClient
+
+    from bench.scenarios import ROOT, measure
+    from dataplump.bus.kafka import create_topics
+    from dataplump.config import load_config
+    from dataplump.pipeline import topics
+    from dataplump.pipeline.extract import Extractor
+    from dataplump.services.kafka import cache_dir
+
+    pipeline = write_pipeline(ctx)
+    config = load_config(pipeline)
+    name = config.name
+    started = time.perf_counter()
+    [extracted] = Extractor(config, ctx.bootstrap).run_once()
+    print(
+        f"  .active filled: {extracted.read:,} rows in {time.perf_counter() - started:.1f} s"
+        " (not counted)",
+        flush=True,
+    )
+    active = topics.active(name, "lineitem")
+    expected = count_records(ctx.bootstrap, active)
+    if expected != ctx.rows:
+        raise RuntimeError(f"{active} holds {expected:,} records, not the {ctx.rows:,} loaded")
+
+    results: list[Result] = []
+    outputs: dict[str, tuple[int, int]] = {}
+    """Per tool, (rows on, rows failed) counted in its output topics."""
+    spark = False
+    if os.environ.get("BENCH_SKIP_SPARK"):
+        print("  BENCH_SKIP_SPARK is set: Spark candidates skipped", flush=True)
+    elif importlib.util.find_spec("pyspark") is None:
+        print("  pyspark is not in .venv (the `spark` extra): Spark candidates skipped")
+    else:
+        spark = True
+
+    processed, failed = topics.processed(name, "lineitem"), topics.failed(name)
+    results.append(_dataplump(ctx, "dataplump", pipeline, "duckdb"))
+    outputs["dataplump"] = (
+        count_records(ctx.bootstrap, processed),
+        count_records(ctx.bootstrap, failed),
+    )
+    if spark:
+        # the same topics and group: start the group over, count what the topics grew by
+        admin = AdminClient({"bootstrap.servers": ctx.bootstrap})
+        for future in admin.delete_consumer_groups([topics.transform_group(name)]).values():
+            future.result(30)
+        results.append(_dataplump(ctx, "dataplump-spark", pipeline, "spark"))
+        before = outputs["dataplump"]
+        outputs["dataplump-spark"] = (
+            count_records(ctx.bootstrap, processed) - before[0],
+            count_records(ctx.bootstrap, failed) - before[1],
+        )
+
+    peers = ROOT / "bench" / "peers"
+    runs: list[tuple[str, list[str]]] = []
+    if ctx.peers_python is not None:
+        for tool, guarantee in (("quix", "at-least-once"), ("quix-eos", "exactly-once")):
+            state = ctx.work / f"state-{tool}"
+            runs.append(
+                (tool, [str(ctx.peers_python), str(peers / "quix_transform.py"), ctx.bootstrap,
+                        active, f"{name}.{tool}", f"{name}.{tool}.failed", str(expected),
+                        str(state), guarantee])
+            )  # fmt: skip
+    if spark:
+        from dataplump.engine.spark.session import kafka_package
+
+        sql = ctx.work / "scenario3.sql"
+        sql.write_text(SQL)
+        tool = "spark-streaming"
+        runs.append(
+            (tool, [sys.executable, str(peers / "spark_streaming.py"), ctx.bootstrap, active,
+                    f"{name}.{tool}", f"{name}.{tool}.failed", str(ctx.work / "checkpoint"),
+                    kafka_package(), str(cache_dir() / "spark" / "ivy"), str(sql)])
+        )  # fmt: skip
+    for tool, cmd in runs:
+        out, bad = f"{name}.{tool}", f"{name}.{tool}.failed"
+        create_topics(ctx.bootstrap, [out, bad], partitions=2)
+        with tree_peak() as tree:
+            data, rss = measure(cmd, ctx.log(tool))
+        print(
+            f"  {tool}: peak RSS {tree.mb:.0f} MB sampled ({tree.single:.0f} MB its largest"
+            f" process; wait4 says {rss:.0f} MB)",
+            flush=True,
+        )
+        if int(data["rows"]) != expected:
+            raise RuntimeError(f"{tool} consumed {int(data['rows']):,} records of {expected:,}")
+        results.append(Result(tool, 3, expected, float(data["seconds"]), tree.mb))
+        outputs[tool] = (count_records(ctx.bootstrap, out), count_records(ctx.bootstrap, bad))
+
+    print(
+        "  rows on / failed: "
+        + ", ".join(f"{tool} {ok:,} / {bad:,}" for tool, (ok, bad) in outputs.items()),
+        flush=True,
+    )
+    if len(set(outputs.values())) != 1:
+        raise RuntimeError(f"scenario 3: the candidates' outputs differ: {outputs}")
+    failed_rows = next(iter(outputs.values()))[1]
+    return [Result(r.tool, 3, r.rows, r.seconds, r.peak_rss_mb, failed_rows) for r in results]
