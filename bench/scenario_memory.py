@@ -2,7 +2,7 @@
 
 Each stage runs alone, to the end of its input, as its own command, one after the
 other: ``dataplump extract --once``, ``transform --once``, ``load --once`` (Delta,
-append), and each one's peak RSS is what ``wait4`` reports for it (:func:`run_child`).
+append), and each one's peak RSS is sampled by :func:`run_child`.
 That is done twice, on ``lineitem`` cut to a tenth of the run's rows (a copy,
 ``lineitem_small``) and on all of it, each with its own pipeline and topics. Batches
 are bounded (50,000 rows, as in scenarios 1 and 2), so a stage's peak should not grow

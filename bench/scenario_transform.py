@@ -24,8 +24,8 @@ its failed topic: the harness counts each output topic (``read_committed``) afte
 run and fails loudly otherwise. The SQL drops ``AIR`` shipments (1 row in 7) and the
 rule ``l_quantity <= 45`` fails about 1 row in 10.
 
-Peak RSS is sampled over each candidate's processes (:func:`tree_peak`), not taken from
-``wait4`` like scenarios 1 and 2: see its docstring for why.
+Peak RSS is sampled over each candidate's processes, the JVM of PySpark included
+(``bench/memory.py``).
 
 The Spark candidates run when PySpark is in ``.venv`` (the ``spark`` extra) and
 ``BENCH_SKIP_SPARK`` is not set; the JVMs' start costs a minute or more on a busy
@@ -34,15 +34,11 @@ machine, which is why the CI smoke test sets it.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -135,77 +131,15 @@ def count_records(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
-@dataclass
-class TreePeak:
-    """Peak memory of the processes started while it samples (a candidate and its JVM)."""
-
-    summed: float = 0.0
-    """The largest sum of their RSS at one sample, in MB (every 0.2 s)."""
-    single: float = 0.0
-    """The largest ``VmHWM`` of one of them, in MB: each process's own high-water mark,
-    exact even between samples, as long as it was seen alive once."""
-
-    @property
-    def mb(self) -> float:
-        """The figure for the table: the summed peak, at least the largest single one."""
-        return max(self.summed, self.single)
-
-
-def _hwm_mb(pid: int) -> float:
-    """``VmHWM`` of ``pid`` in MB, 0 when it is gone."""
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-@contextlib.contextmanager
-def tree_peak() -> Iterator[TreePeak]:
-    """Sample the processes this one starts inside the block.
-
-    Not ``wait4``'s ``ru_maxrss`` (what ``run_child`` returns): Linux carries the
-    spawning process's high-water mark into a child at ``exec``, so every child of the
-    harness reports at least the harness's own peak RSS (``bench/scenarios.py``
-    ``run_child(["/bin/true"])`` reports 615 MB after the harness touched 600 MB), and
-    PySpark's JVM, which its driver does not always wait for, is missed.
-    """
-    import psutil  # type: ignore[import-untyped]
-
-    me = psutil.Process()
-    before = {p.pid for p in me.children(recursive=True)}  # the broker
-    peak = TreePeak()
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(0.2):
-            total = 0
-            for process in me.children(recursive=True):
-                if process.pid not in before:
-                    with contextlib.suppress(psutil.Error):
-                        total += process.memory_info().rss
-                        peak.single = max(peak.single, _hwm_mb(process.pid))
-            peak.summed = max(peak.summed, total / 2**20)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        yield peak
-    finally:
-        stop.set()
-        thread.join()
-
-
 def _dataplump(ctx: Context, tool: str, pipeline: Path, engine: str) -> Result:
     """``dataplump transform --once``: wall time of the whole command, like scenario 1."""
     from bench.scenarios import run_child
 
     cli = str(Path(sys.executable).parent / "dataplump")
     started = time.perf_counter()
-    with tree_peak() as tree:
-        code, out, err, rss = run_child(
-            [cli, "transform", "-c", str(pipeline), "--once", "--engine", engine], ctx.log(tool)
-        )
+    code, out, err, rss = run_child(
+        [cli, "transform", "-c", str(pipeline), "--once", "--engine", engine], ctx.log(tool)
+    )
     seconds = time.perf_counter() - started
     if code != 0:
         raise RuntimeError(f"dataplump transform --once --engine {engine} exited {code}:\n{err}")
@@ -215,12 +149,7 @@ def _dataplump(ctx: Context, tool: str, pipeline: Path, engine: str) -> Result:
         line.split()[-1] for line in out.splitlines() if line.strip().startswith("lineitem")
     ]:
         print(f"  {tool}: {seconds:.1f} s wall; its own table says {own[-1]} rows/s", flush=True)
-    print(
-        f"  {tool}: peak RSS {tree.mb:.0f} MB sampled ({tree.single:.0f} MB its largest process;"
-        f" wait4 says {rss:.0f} MB)",
-        flush=True,
-    )
-    return Result(tool, 3, ctx.rows, seconds, tree.mb)
+    return Result(tool, 3, ctx.rows, seconds, rss)
 
 
 def scenario_3(ctx: Context) -> list[Result]:
@@ -302,16 +231,10 @@ def scenario_3(ctx: Context) -> list[Result]:
     for tool, cmd in runs:
         out, bad = f"{name}.{tool}", f"{name}.{tool}.failed"
         create_topics(ctx.bootstrap, [out, bad], partitions=2)
-        with tree_peak() as tree:
-            data, rss = measure(cmd, ctx.log(tool))
-        print(
-            f"  {tool}: peak RSS {tree.mb:.0f} MB sampled ({tree.single:.0f} MB its largest"
-            f" process; wait4 says {rss:.0f} MB)",
-            flush=True,
-        )
+        data, rss = measure(cmd, ctx.log(tool))
         if int(data["rows"]) != expected:
             raise RuntimeError(f"{tool} consumed {int(data['rows']):,} records of {expected:,}")
-        results.append(Result(tool, 3, expected, float(data["seconds"]), tree.mb))
+        results.append(Result(tool, 3, expected, float(data["seconds"]), rss))
         outputs[tool] = (count_records(ctx.bootstrap, out), count_records(ctx.bootstrap, bad))
 
     print(

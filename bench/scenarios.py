@@ -1,8 +1,8 @@
 """Scenarios 1 and 2 of issue 9 (3 to 5: ``scenario_*.py``): one subprocess per candidate.
 
-Every candidate is a command; :func:`measure` runs it, takes its peak RSS from
-``wait4`` (the child's own, whatever language it is in) and reads the JSON line it
-prints last. DataPlump and the naive loop run in the project's ``.venv``; dlt and the
+Every candidate is a command; :func:`measure` runs it, samples its peak RSS (its
+processes', whatever language they are in: ``bench/memory.py``) and reads the JSON line
+it prints last. DataPlump and the naive loop run in the project's ``.venv``; dlt and the
 floor in the bench's own environment (``bench/peers/env.py``); the perf test in the JVM
 with the Kafka jars DataPlump's managed broker uses.
 """
@@ -10,7 +10,6 @@ with the Kafka jars DataPlump's managed broker uses.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.memory import tree_peak
 from bench.report import Result
 from bench.scenario_latency import scenario_5
 from bench.scenario_memory import scenario_4
@@ -50,24 +50,24 @@ class Context:
 def run_child(cmd: Sequence[str], log: Path | None = None) -> tuple[int, str, str, float]:
     """Run ``cmd``; return its exit code, stdout, stderr tail and peak RSS in MB.
 
-    ``os.wait4`` gives the child's own rusage, so a peer's memory is never mixed with
-    the harness's; stderr goes to a file so a chatty child cannot block on a full pipe.
-    With ``log``, the command, its stdout and its stderr are written there.
+    The peak is sampled over the child and every process it starts (``bench/memory.py``;
+    not ``wait4``'s, which counts the harness's own memory); stderr goes to a file so a
+    chatty child cannot block on a full pipe. With ``log``, the command, its stdout and
+    its stderr are written there.
     """
-    with tempfile.TemporaryFile("w+") as errors:
+    with tempfile.TemporaryFile("w+") as errors, tree_peak() as peak:
         proc = subprocess.Popen(
             list(cmd), stdout=subprocess.PIPE, stderr=errors, text=True,
             cwd=ROOT,
         )  # fmt: skip
         out = proc.stdout.read() if proc.stdout else ""
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        code = proc.wait()
         errors.seek(0)
         err = errors.read()
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(f"$ {' '.join(cmd)}\n# exit {code}\n{out}\n# stderr\n{err}")
-    return code, out, err[-3000:], usage.ru_maxrss / 1024
+    return code, out, err[-3000:], peak.mb
 
 
 def measure(cmd: Sequence[str], log: Path | None = None) -> tuple[dict[str, float], float]:

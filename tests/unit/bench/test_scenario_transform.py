@@ -3,15 +3,13 @@ the peak-memory sampler."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from decimal import Decimal
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 from bench.peers.quix_transform import derive, keep, valid
-from bench.scenario_transform import SQL, tree_peak
+from bench.scenario_transform import SQL
 
 ROWS: list[dict[str, Any]] = [
     {"l_orderkey": 1, "l_partkey": 7, "l_suppkey": 3, "l_linenumber": 1,
@@ -54,13 +52,3 @@ def test_quix_logic_gives_the_sqls_rows_and_values() -> None:
         assert ours["charge"] == Decimal(theirs["charge"])
         assert ours["flag_status"] == theirs["flag_status"]
     assert [valid(row) for row in quix] == [True, False]  # 46 > 45
-
-
-def test_tree_peak_sees_a_childs_own_high_water_mark() -> None:
-    code = (
-        "b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); import time; time.sleep(1)"
-    )
-    with tree_peak() as peak:
-        subprocess.run([sys.executable, "-c", code], check=True)
-    assert peak.single >= 200
-    assert peak.mb >= peak.single
