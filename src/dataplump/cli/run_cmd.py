@@ -20,6 +20,7 @@ from dataplump.errors import DataPlumpError
 from dataplump.pipeline.cluster import bootstrap_for
 from dataplump.pipeline.metrics import RunMetrics, Tally
 from dataplump.pipeline.runlock import RunLock
+from dataplump.pipeline.stages import stages_for
 from dataplump.pipeline.supervisor import Event, StageFailedError, Supervisor
 
 if TYPE_CHECKING:
@@ -139,7 +140,6 @@ def _supervise(
     metrics_port: int,
     metrics_host: str,
 ) -> None:
-    baseline = _read_ledger(pipeline, bootstrap)  # what the ledger held before this run
     tables = list(pipeline.tables)
     tally = Tally(tables)
     lag: dict[str, dict[str, int]] = {}
@@ -160,7 +160,16 @@ def _supervise(
                 reason = f" after: {error}" if error else ""
                 console.print(f"{stage} restarts in {delay:.0f}s{reason}", soft_wrap=True)
 
-    supervisor = Supervisor(config.resolve(), bootstrap, on_event=on_event)
+    supervisor = Supervisor(
+        config.resolve(), bootstrap, stages=stages_for(pipeline), on_event=on_event
+    )
+    if once:  # the first stage's process starts while the ledger is read; it waits for it
+        supervisor.warm_up()
+    try:
+        baseline = _read_ledger(pipeline, bootstrap)  # what the ledger held before this run
+    except BaseException:
+        supervisor.kill()
+        raise
     metrics = RunMetrics(pipeline.name, tally, lambda: supervisor.states, lag)
     if metrics_port:
         try:
