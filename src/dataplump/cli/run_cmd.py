@@ -215,8 +215,8 @@ def _supervise(
         if console.is_terminal:
             live = Live(_view(tally, supervisor, lag), console=console, transient=True)
             live.start()
-        if once:
-            supervisor.run_once(tick)
+        if once:  # the last stage's process exits while the ledger is read
+            supervisor.run_once(tick, reap=False)
         else:
             supervisor.run_forever(tick)
     except KeyboardInterrupt:
@@ -234,14 +234,17 @@ def _supervise(
             signal.signal(sig, handler)
         if live is not None:
             live.stop()
-    console.print(_view(tally, supervisor, lag))
-    if supervisor.stopping:
-        if (stopped := _read_ledger(pipeline, bootstrap)) is not None:
-            _print_ledgers(stopped, baseline)
-        console.print("stopped; the next run resumes from the last commits")
-        raise typer.Exit(130)
-    if once:
-        _settle(pipeline, bootstrap, baseline)
+    try:
+        console.print(_view(tally, supervisor, lag))
+        if supervisor.stopping:
+            if (stopped := _read_ledger(pipeline, bootstrap)) is not None:
+                _print_ledgers(stopped, baseline)
+            console.print("stopped; the next run resumes from the last commits")
+            raise typer.Exit(130)
+        if once:
+            _settle(pipeline, bootstrap, baseline)
+    finally:
+        supervisor.reap()
 
 
 def _read_ledger(pipeline: PipelineConfig, bootstrap: str) -> dict[str, TableLedger] | None:
