@@ -20,6 +20,7 @@ from dataplump.errors import DataPlumpError
 from dataplump.pipeline.cluster import bootstrap_for
 from dataplump.pipeline.metrics import RunMetrics, Tally
 from dataplump.pipeline.runlock import RunLock
+from dataplump.pipeline.stages import stages_for
 from dataplump.pipeline.supervisor import Event, StageFailedError, Supervisor
 
 if TYPE_CHECKING:
@@ -139,7 +140,6 @@ def _supervise(
     metrics_port: int,
     metrics_host: str,
 ) -> None:
-    baseline = _read_ledger(pipeline, bootstrap)  # what the ledger held before this run
     tables = list(pipeline.tables)
     tally = Tally(tables)
     lag: dict[str, dict[str, int]] = {}
@@ -160,7 +160,16 @@ def _supervise(
                 reason = f" after: {error}" if error else ""
                 console.print(f"{stage} restarts in {delay:.0f}s{reason}", soft_wrap=True)
 
-    supervisor = Supervisor(config.resolve(), bootstrap, on_event=on_event)
+    supervisor = Supervisor(
+        config.resolve(), bootstrap, stages=stages_for(pipeline), on_event=on_event
+    )
+    if once:  # the first stage's process starts while the ledger is read; it waits for it
+        supervisor.warm_up()
+    try:
+        baseline = _read_ledger(pipeline, bootstrap)  # what the ledger held before this run
+    except BaseException:
+        supervisor.kill()
+        raise
     metrics = RunMetrics(pipeline.name, tally, lambda: supervisor.states, lag)
     if metrics_port:
         try:
@@ -206,8 +215,8 @@ def _supervise(
         if console.is_terminal:
             live = Live(_view(tally, supervisor, lag), console=console, transient=True)
             live.start()
-        if once:
-            supervisor.run_once(tick)
+        if once:  # the last stage's process exits while the ledger is read
+            supervisor.run_once(tick, reap=False)
         else:
             supervisor.run_forever(tick)
     except KeyboardInterrupt:
@@ -225,14 +234,17 @@ def _supervise(
             signal.signal(sig, handler)
         if live is not None:
             live.stop()
-    console.print(_view(tally, supervisor, lag))
-    if supervisor.stopping:
-        if (stopped := _read_ledger(pipeline, bootstrap)) is not None:
-            _print_ledgers(stopped, baseline)
-        console.print("stopped; the next run resumes from the last commits")
-        raise typer.Exit(130)
-    if once:
-        _settle(pipeline, bootstrap, baseline)
+    try:
+        console.print(_view(tally, supervisor, lag))
+        if supervisor.stopping:
+            if (stopped := _read_ledger(pipeline, bootstrap)) is not None:
+                _print_ledgers(stopped, baseline)
+            console.print("stopped; the next run resumes from the last commits")
+            raise typer.Exit(130)
+        if once:
+            _settle(pipeline, bootstrap, baseline)
+    finally:
+        supervisor.reap()
 
 
 def _read_ledger(pipeline: PipelineConfig, bootstrap: str) -> dict[str, TableLedger] | None:

@@ -21,12 +21,10 @@ Every row keeps its lineage: ``_dp_source``, ``_dp_pk``, ``_dp_extracted_at``, `
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +55,7 @@ from dataplump.errors import TerminalError, TransientError
 from dataplump.notify.errors import MalformedAlertError
 from dataplump.notify.events import decode
 from dataplump.pipeline import topics
+from dataplump.pipeline._gc import gc_paused
 from dataplump.pipeline.runs import RUN_SCHEMA, StageCounts, new_run_id, record_run
 from dataplump.sinks import LINEAGE_COLUMNS, OFFSET, PARTITION, TOPIC, Sink, SinkTarget, open_sink
 
@@ -188,12 +187,12 @@ class Loader:
                     if rewind:  # inside the retry: the sinks may still be unreachable
                         self._seek_to_sinks(client, client.assignment())
                         rewind = False
-                    with _gc_paused():
+                    with gc_paused():
                         messages = consume_batch(client, self.max_records, self.poll_timeout)
                         got = bool(messages)
                         if got:
                             self._load(client, messages)
-                        del messages  # freed before the collector is back (see _gc_paused)
+                        del messages  # freed before the collector is back (see gc_paused)
                     if not got:
                         if once and self._once_done(client, ends):
                             break
@@ -365,25 +364,6 @@ class Loader:
             seconds=max((c.seconds for c in self.counts.values()), default=0.0),
             error=error,
         )
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while one poll is consumed and loaded.
-
-    A poll of 50,000 records makes about 450,000 container objects (messages, their
-    header lists and pairs) that all live until the poll is loaded: the collector would
-    run hundreds of times over them and promote them all, for nothing (they are freed
-    by reference counting). Cycles made meanwhile are collected after the poll.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _headers(message: Message) -> dict[str, bytes]:

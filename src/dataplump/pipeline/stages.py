@@ -18,6 +18,7 @@ file with ``present.reports`` (:func:`stages_for`).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -53,10 +54,39 @@ run (a budget per channel and run, not per notification: a dead channel costs ``
 this long at most, however many incidents it owes)."""
 
 
-def run_stage(stage: str, config: Path, bootstrap: str, once: bool, stop: Any, events: Any) -> None:
-    """Run ``stage`` in this (child) process, reporting on ``events``."""
+PRELOAD = {
+    "extract": "dataplump.pipeline.extract",
+    "transform": "dataplump.pipeline.transform",
+    "load": "dataplump.pipeline.load",
+    "notify": "dataplump.notify.service",
+}
+"""The module each stage's body imports: a standby stage imports it while it waits."""
+
+GO_POLL = 0.02
+"""Seconds between two looks of a standby stage at its go flag."""
+
+
+def run_stage(
+    stage: str,
+    config: Path,
+    bootstrap: str,
+    once: bool,
+    stop: Any,
+    events: Any,
+    go: Any = None,
+) -> None:
+    """Run ``stage`` in this (child) process, reporting on ``events``.
+
+    With ``go`` (a flag, see :class:`~dataplump.pipeline.supervisor.StopFlag`) the process
+    is a standby: it imports its stage and reads the pipeline file, then waits until
+    ``go`` is set before it touches Kafka or a store, and reports nothing before (a
+    config error waits too). ``run --once`` starts the next stage so while the current
+    one works: the interpreter start and the imports are then off the critical path.
+    If ``stop`` is set first, it exits having done nothing. Its process name is
+    ``dpw-<stage>`` until ``go``, then ``dp-<stage>``.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
-    _name_process(f"dp-{stage}")
+    _name_process(f"dp-{stage}" if go is None else f"dpw-{stage}")
     _stop_when_orphaned(stop)
     level = logging.getLevelName(os.environ.get("DATAPLUMP_LOG_LEVEL", "warning").upper())
     setup_logging(level=level, prefix=stage)
@@ -70,8 +100,14 @@ def run_stage(stage: str, config: Path, bootstrap: str, once: bool, stop: Any, e
     def report(counts: Any) -> None:
         events.put(("progress", stage, counts if isinstance(counts, dict) else asdict(counts)))
 
+    if go is not None:
+        events = _Gated(events, stage, go, stop)
     try:
         pipeline = load_config(config)
+        if go is not None:
+            importlib.import_module(PRELOAD.get(stage, __name__))
+            if not events.wait():
+                return  # stopped before its turn: it did nothing
         BODIES[stage](pipeline, bootstrap, once, stop, report)
     except ConfigError as exc:
         events.put(("fatal", stage, f"{exc} (run `dataplump config check -c {config}`)"))
@@ -86,6 +122,26 @@ def run_stage(stage: str, config: Path, bootstrap: str, once: bool, stop: Any, e
         events.put(("error", stage, f"{type(exc).__name__}: {exc}"))
         return
     events.put(("done", stage, ""))
+
+
+class _Gated:
+    """A standby stage's events: nothing is sent before its go flag is set."""
+
+    def __init__(self, events: Any, stage: str, go: Any, stop: Any) -> None:
+        self._events, self._stage, self._go, self._stop = events, stage, go, stop
+
+    def wait(self) -> bool:
+        """Wait for go (True) or stop (False); takes the stage's own process name at go."""
+        while not self._go.is_set():
+            if self._stop.is_set():
+                return False
+            time.sleep(GO_POLL)
+        _name_process(f"dp-{self._stage}")
+        return True
+
+    def put(self, event: Any) -> None:
+        if self.wait():
+            self._events.put(event)
 
 
 ORPHAN_CHECK_EVERY = 1.0

@@ -75,6 +75,7 @@ from dataplump.engine import (
 from dataplump.errors import DataPlumpError, TransientError
 from dataplump.notify.events import error_alert, produce_alert, records_alert
 from dataplump.pipeline import topics
+from dataplump.pipeline._gc import gc_paused
 from dataplump.pipeline.runs import StageCounts, new_run_id, produce_run
 from dataplump.pipeline.state import ensure_state_topics, read_state, write_state
 
@@ -324,13 +325,15 @@ class Transformer:
             client.subscribe(list(self._table_of))
             attempt = 1
             while not stop.is_set():
-                messages = consume_batch(client, self.max_records, self.poll_timeout)
+                with gc_paused():  # as the loader's: see gc_paused
+                    messages = consume_batch(client, self.max_records, self.poll_timeout)
                 if not messages:
                     if once and self._once_done(producer, client, ends):
                         break
                     continue
                 try:
-                    self._transaction(producer, client, messages)
+                    with gc_paused():
+                        self._transaction(producer, client, messages)
                     attempt = 1
                 except TransientError as exc:
                     if attempt >= MAX_ATTEMPTS or producer.stuck is not None:

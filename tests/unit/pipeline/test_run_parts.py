@@ -152,3 +152,35 @@ def test_only_the_newest_version_of_a_key_in_a_poll_is_transformed() -> None:
     assert dropped == 2
     same, none = _newest_versions(records[:2])  # type: ignore[arg-type]
     assert (len(same), none) == (2, 0)
+
+
+class _Flag:
+    def __init__(self, value: bool = False) -> None:
+        self.value = value
+
+    def is_set(self) -> bool:
+        return self.value
+
+
+def test_a_standby_stage_reports_nothing_before_its_turn_and_nothing_if_stopped() -> None:
+    from dataplump.pipeline.stages import _Gated
+
+    class Events:
+        def __init__(self) -> None:
+            self.sent: list[object] = []
+
+        def put(self, event: object) -> None:
+            self.sent.append(event)
+
+    events, go, stop = Events(), _Flag(), _Flag()
+    gated = _Gated(events, "transform", go, stop)
+    stop.value = True  # stopped while waiting: the event is dropped, the stage did nothing
+    gated.put(("fatal", "transform", "bad config"))
+    assert not gated.wait()
+    assert events.sent == []
+
+    events, go, stop = Events(), _Flag(True), _Flag()
+    gated = _Gated(events, "transform", go, stop)
+    gated.put(("done", "transform", ""))
+    assert gated.wait()
+    assert events.sent == [("done", "transform", "")]
