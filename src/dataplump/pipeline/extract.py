@@ -85,8 +85,6 @@ class TableCounts(StageCounts):
     totals: dict[str, int] = field(default_factory=dict)
     """Rows read, valid and invalid over every run of the table, as last committed (kept in
     the table's extract state, in the same transaction as the rows: the ledger's source)."""
-    late: int = 0
-    """Rows found at or behind the watermark by this run's late-row checks: never read."""
     late_check: dict[str, Any] | None = None
     """The last late-row check, as stored: rows at or behind ``watermark`` then (``behind``)
     and ``totals["read"]`` then (``read``); see :meth:`Extractor.check_late_rows`."""
@@ -400,7 +398,6 @@ class Extractor:
             counts.late_check = checked
             self._write_watermark(producer, source, watermark, counts.totals, counts)
         self._late_checked[source.table] = time.monotonic()
-        counts.late += late
         return late
 
     def _write_watermark(
