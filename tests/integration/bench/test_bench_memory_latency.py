@@ -7,33 +7,20 @@ alone, the JSON in a temporary folder. These prove the harness works, not the nu
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from bench.report import Result, from_json
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.kafka,
-    pytest.mark.postgres,
-    pytest.mark.slow,
-    pytest.mark.timeout(480),  # the first run installs the bench env (uv, from PyPI)
-]
+from tests.support.bench import MARKS, run_bench
 
-ROOT = Path(__file__).resolve().parents[3]
+pytestmark = MARKS
 
 
 def bench(tmp_path: Path, *args: str) -> tuple[list[Result], str]:
-    run = subprocess.run(
-        [sys.executable, "-m", "bench", "--no-peers", "--no-docs", "--results", str(tmp_path),
-         *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=450, check=False,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
+    out = run_bench(tmp_path, "--no-peers", "--no-docs", *args)
     [file] = tmp_path.glob("*.json")
-    return from_json(file.read_text()), run.stdout
+    return from_json(file.read_text()), out
 
 
 def test_scenario_4_measures_each_stage_at_a_tenth_and_at_all_rows(tmp_path: Path) -> None:
