@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.report import Result
-from bench.tpch import LINEITEM_CONTRACT
 
 if TYPE_CHECKING:
     from bench.scenarios import Context
@@ -71,22 +70,19 @@ OUTPUT_CONTRACT = """
 
 def write_pipeline(ctx: Context) -> Path:
     """A pipeline file for ``lineitem`` on the run's broker, with the step and contract."""
-    name = f"bench{uuid.uuid4().hex[:6]}"
+    from bench.scenarios import write_pipeline as lineitem_pipeline
+
     step = "".join(f"          {line}\n" for line in SQL.splitlines())
-    text = (
-        f"pipeline: {{name: {name}}}\n"
-        f"source: {{url: '{ctx.url}'}}\n"
-        f"kafka: {{bootstrap_servers: '{ctx.bootstrap}', topic: {{partitions: 2}}}}\n"
-        "tables:\n  lineitem:\n    primary_key: [l_orderkey, l_linenumber]\n"
-        f"    batch_size: 50000\n    contract:{LINEITEM_CONTRACT}"
-        f"    output_contract:{OUTPUT_CONTRACT}"
-        "transform:\n"
-        "  spark: {master: 'local[2]', ui: false, log_level: ERROR}\n"
-        f"  steps:\n    lineitem:\n      - sql: |\n{step}"
+    return lineitem_pipeline(
+        ctx,
+        None,
+        table=f"    output_contract:{OUTPUT_CONTRACT}",
+        tail=(
+            "transform:\n"
+            "  spark: {master: 'local[2]', ui: false, log_level: ERROR}\n"
+            f"  steps:\n    lineitem:\n      - sql: |\n{step}"
+        ),
     )
-    file = ctx.work / f"{name}.yaml"
-    file.write_text(text)
-    return file
 
 
 def count_records(bootstrap: str, topic: str) -> int:

@@ -87,18 +87,20 @@ def result(tool: str, scenario: int, data: dict[str, float], rss: float) -> Resu
     )
 
 
-def write_pipeline(ctx: Context, lake: Path | None) -> Path:
-    """A pipeline file for ``lineitem`` on the run's broker; with a Delta sink if ``lake``."""
+def write_pipeline(ctx: Context, lake: Path | None, table: str = "", tail: str = "") -> Path:
+    """A pipeline file for ``lineitem`` on the run's broker; with a Delta sink if ``lake``;
+    ``table`` is more YAML for the table's block, ``tail`` more top-level sections."""
     name = f"bench{uuid.uuid4().hex[:6]}"
     text = (
         f"pipeline: {{name: {name}}}\n"
         f"source: {{url: '{ctx.url}'}}\n"
         f"kafka: {{bootstrap_servers: '{ctx.bootstrap}', topic: {{partitions: 2}}}}\n"
         "tables:\n  lineitem:\n    primary_key: [l_orderkey, l_linenumber]\n"
-        f"    batch_size: 50000\n    contract:{LINEITEM_CONTRACT}"
+        f"    batch_size: 50000\n    contract:{LINEITEM_CONTRACT}{table}"
     )
     if lake is not None:
         text += f"sinks:\n  lake: {{kind: delta, path: '{lake}', mode: append}}\n"
+    text += tail
     file = ctx.work / f"{name}.yaml"
     file.write_text(text)
     return file
