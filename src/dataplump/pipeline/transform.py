@@ -325,32 +325,39 @@ class Transformer:
             client.subscribe(list(self._table_of))
             attempt = 1
             while not stop.is_set():
-                with gc_paused():  # as the loader's: see gc_paused
+                failed: TransientError | None = None
+                with gc_paused():  # one poll and its transaction, as the loader's
                     messages = consume_batch(client, self.max_records, self.poll_timeout)
-                if not messages:
+                    got = bool(messages)
+                    if got:
+                        try:
+                            self._transaction(producer, client, messages)
+                        except TransientError as exc:
+                            failed = exc
+                        self._lineage.clear()  # its header lists go with the messages
+                    del messages  # freed before the collector is back (see gc_paused)
+                if not got:
                     if once and self._once_done(producer, client, ends):
                         break
                     continue
-                try:
-                    with gc_paused():
-                        self._transaction(producer, client, messages)
+                if failed is None:
                     attempt = 1
-                except TransientError as exc:
-                    if attempt >= MAX_ATTEMPTS or producer.stuck is not None:
-                        raise  # a stuck producer cannot redo it: a new process will
-                    delay = min(30.0, 0.5 * 2**attempt)
-                    log.warning(
-                        "%s; redoing the batch from the last commit in %.0fs (attempt %d/%d)",
-                        exc,
-                        delay,
-                        attempt + 1,
-                        MAX_ATTEMPTS,
-                    )
-                    for counts in self.counts.values():
-                        counts.retries += 1
-                    time.sleep(delay)
-                    _rewind(client)
-                    attempt += 1
+                    continue
+                if attempt >= MAX_ATTEMPTS or producer.stuck is not None:
+                    raise failed  # a stuck producer cannot redo it: a new process will
+                delay = min(30.0, 0.5 * 2**attempt)
+                log.warning(
+                    "%s; redoing the batch from the last commit in %.0fs (attempt %d/%d)",
+                    failed,
+                    delay,
+                    attempt + 1,
+                    MAX_ATTEMPTS,
+                )
+                for counts in self.counts.values():
+                    counts.retries += 1
+                time.sleep(delay)
+                _rewind(client)
+                attempt += 1
         except BaseException as exc:
             error = exc
             raise
