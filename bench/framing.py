@@ -272,6 +272,7 @@ def main() -> None:
     server.ensure_running()
     url = server.create_database()
     try:
+        env.ensure()  # tpchgen-cli lives in the bench env
         loaded = load(url, env.tpchgen(), scale_for(args.rows), args.rows)
         started = time.perf_counter()
         table = read_lineitem(url)
