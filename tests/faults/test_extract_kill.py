@@ -14,12 +14,9 @@ checking, producing, committing; some kills land blind, in the first seconds.
 
 from __future__ import annotations
 
-import os
-import random
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,6 +31,8 @@ from tests.support.extraction import (
     orders_table,
     write_pipeline,
 )
+from tests.support.killer import Killer, Pace
+from tests.support.running import kill_seed
 from tests.support.topics import (
     StateWatcher,
     duplicates,
@@ -71,73 +70,32 @@ def orders_db(request: pytest.FixtureRequest) -> Iterator[OrdersDb]:
 @pytest.fixture
 def seed() -> int:
     """The seed of this test's kill moments (printed; ``DATAPLUMP_KILL_SEED`` replays one)."""
-    value = int(os.environ.get("DATAPLUMP_KILL_SEED") or random.randrange(2**32))
-    print(f"kill seed: {value} (replay with DATAPLUMP_KILL_SEED={value})")
-    return value
+    return kill_seed()
 
 
-@dataclass
-class Killer:
-    """Runs ``dataplump extract --once`` and SIGKILLs it at seeded random moments."""
+PACE = Pace(blind=0.25, blind_within=3.0, early=8, steps=6, extra=0.2, tick=0.05, patience=30)
+"""A quarter of the kills blind, 0.3 to 3 s after the start (or at the eighth commit); the
+others 1 to 6 committed batches on, then up to 200 ms more."""
 
-    config: Path
+
+@dataclass(frozen=True)
+class Commits:
+    """Progress as the batches ``dataplump extract`` committed (its state topic)."""
+
     watcher: StateWatcher
-    seed: int
-    logs: Path
     table: str = "orders"
-    deadline: float = field(default_factory=lambda: time.monotonic() + TEST_BUDGET)
-    events: list[str] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self.rng = random.Random(self.seed)
+    def count(self) -> int:
+        return self.watcher.seen[self.table]
 
-    def report(self) -> str:
-        return f"seed {self.seed}; " + "; ".join(self.events)
+    def wait(self, seconds: float) -> None:
+        self.watcher.poll(seconds)
 
-    def start(self) -> Extraction:
-        if time.monotonic() > self.deadline:
-            raise AssertionError(f"over {TEST_BUDGET:.0f}s: {self.report()}")
-        return Extraction(self.config, logs=self.logs, label=f"run{len(self.events)}")
+    def at(self, mark: int) -> str:
+        return f"at commit #{mark}"
 
-    def kill_at_random(self, run: Extraction, *, max_commits: int | None = None) -> bool:
-        """Kill ``run`` at a random moment; False if it ended by itself first (exit 0)."""
-        self.watcher.poll()
-        if self.rng.random() < 0.25:
-            delay = self.rng.uniform(0.3, 3.0)
-            moment = f"{delay:.2f}s after start"
-            end = time.monotonic() + delay
-            while run.running() and time.monotonic() < end:
-                time.sleep(0.02)
-        else:
-            target = self.watcher.seen[self.table] + self.rng.randint(1, 6)
-            if max_commits is not None and target > max_commits:
-                return self._finish(run, "left to finish (near the end of the snapshot)")
-            end = time.monotonic() + 30
-            while run.running() and self.watcher.seen[self.table] < target:
-                if time.monotonic() > end:
-                    raise AssertionError(f"no progress in 30s: {self.report()}")
-                self.watcher.poll(0.05)
-            extra = self.rng.uniform(0.0, 0.2)
-            moment = f"{extra * 1000:.0f}ms after commit #{target}"
-            time.sleep(extra)
-        if not run.running():
-            return self._finish(run, f"ended by itself before the kill ({moment})")
-        result = run.kill()
-        if result.returncode == 0:  # it exited between the check and the signal
-            self.events.append(f"run ended by itself at the kill ({moment})")
-            return False
-        assert result.returncode == -9, result.describe()
-        self.events.append(f"SIGKILL {moment}")
-        return True
-
-    def _finish(self, run: Extraction, what: str) -> bool:
-        result = run.wait(max(5.0, self.deadline - time.monotonic()))
-        assert result.returncode == 0, f"{self.report()}\n{result.describe()}"
-        self.events.append(f"run {what}: exit 0 after {result.seconds:.1f}s")
-        return False
-
-    def run_to_end(self) -> None:
-        self._finish(self.start(), "final")
+    def after(self, mark: int) -> str:
+        return f"commit #{mark}"
 
 
 def check_exactly_once(bootstrap: str, pipeline: str, expected: range, report: str) -> None:
@@ -162,7 +120,9 @@ def check_exactly_once(bootstrap: str, pipeline: str, expected: range, report: s
     assert sum(a.count for a in alerts) == len(dlq), report
 
 
-def setup(tmp_path: Path, bootstrap: str, db: OrdersDb, mode: str, seed: int) -> tuple[Killer, str]:
+def setup(
+    tmp_path: Path, bootstrap: str, db: OrdersDb, mode: str, seed: int
+) -> tuple[Killer[Extraction], StateWatcher, str]:
     name = f"kill{uuid.uuid4().hex[:8]}"
     config = write_pipeline(
         tmp_path / "dataplump.yaml",
@@ -174,42 +134,50 @@ def setup(tmp_path: Path, bootstrap: str, db: OrdersDb, mode: str, seed: int) ->
     state_topic = topics.extract_state(name, "orders")
     ensure_state_topics(bootstrap, [state_topic])  # so the watcher can follow it from the start
     watcher = StateWatcher(bootstrap, state_topic)
-    return Killer(config, watcher, seed, tmp_path / "logs"), name
+    logs = tmp_path / "logs"
+    killer = Killer(
+        lambda label: Extraction(config, logs=logs, label=label),
+        Commits(watcher),
+        PACE,
+        seed,
+        TEST_BUDGET,
+    )
+    return killer, watcher, name
 
 
 def test_full_snapshot_survives_kill_9(
     tmp_path: Path, kafka_bootstrap: str, orders_db: OrdersDb, seed: int
 ) -> None:
     orders_db.insert(range(1, ROWS + 1))
-    killer, name = setup(tmp_path, kafka_bootstrap, orders_db, "full", seed)
+    killer, watcher, name = setup(tmp_path, kafka_bootstrap, orders_db, "full", seed)
     try:
         kills = 0
         while kills < KILLS:
             run = killer.start()
             # Never kill after the snapshot's last batches: a completed snapshot followed
             # by another run is a new snapshot (every row again), by design.
-            if not killer.kill_at_random(run, max_commits=BATCHES - 2):
+            if not killer.kill_at_random(run, last_step=BATCHES - 2):
                 break
             kills += 1
-            killer.watcher.poll(1.0)  # a snapshot completed just before the kill counts
-            if killer.watcher.complete("orders"):
+            watcher.poll(1.0)  # a snapshot completed just before the kill counts
+            if watcher.complete("orders"):
                 killer.events.append("snapshot complete: no restart")
                 break
         else:
-            killer.run_to_end()
+            killer.final("extracted (run")
         print(killer.report())
-        killer.watcher.poll(1.0)
-        assert killer.watcher.complete("orders"), killer.report()
+        watcher.poll(1.0)
+        assert watcher.complete("orders"), killer.report()
         check_exactly_once(kafka_bootstrap, name, range(1, ROWS + 1), killer.report())
     finally:
-        killer.watcher.close()
+        watcher.close()
 
 
 def test_incremental_with_new_rows_survives_kill_9(
     tmp_path: Path, kafka_bootstrap: str, orders_db: OrdersDb, seed: int
 ) -> None:
     orders_db.insert(range(1, ROWS + 1))
-    killer, name = setup(tmp_path, kafka_bootstrap, orders_db, "incremental", seed)
+    killer, watcher, name = setup(tmp_path, kafka_bootstrap, orders_db, "incremental", seed)
     next_id = ROWS + 1
 
     def add_rows(low: int, high: int) -> Callable[[], None]:
@@ -227,9 +195,9 @@ def test_incremental_with_new_rows_survives_kill_9(
             add_rows(50, 300)()  # while the extractor starts and reads
             killer.kill_at_random(run)
             add_rows(50, 300)()  # between runs
-        killer.run_to_end()
+        killer.final("extracted (run")
         print(killer.report())
         check_exactly_once(kafka_bootstrap, name, range(1, next_id), killer.report())
         assert next_id > ROWS + 2 * KILLS * 50
     finally:
-        killer.watcher.close()
+        watcher.close()

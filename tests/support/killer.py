@@ -1,12 +1,13 @@
 """``kill -9`` of a ``dataplump`` command at seeded random moments, for the kill tests.
 
-A :class:`Killer` starts a command (``run``, ``load --once``, ``transform --once``) and
-waits for a random moment of its work. Most kills are targeted: they wait until the
-command's progress moved on a random number of steps, then a random extra delay, so the
-process dies anywhere in a step's life. Some land blind, a random time after the start,
-but never later than a few steps in (a fast start must not drain the input before the
-kills are made). What a step is, is the test's :class:`Progress`: commits of the curated
-Delta table (:class:`DeltaCommits`), records out of a transformation, ...
+A :class:`Killer` starts a command (``run``, ``extract --once``, ``load --once``,
+``transform --once``) and waits for a random moment of its work. Most kills are
+targeted: they wait until the command's progress moved on a random number of steps,
+then a random extra delay, so the process dies anywhere in a step's life. Some land
+blind, a random time after the start, but never later than a few steps in (a fast start
+must not drain the input before the kills are made). What a step is, is the test's
+:class:`Progress`: commits of the curated Delta table (:class:`DeltaCommits`), records
+out of a transformation, batches an extraction committed, ...
 
 Every choice comes from ``random.Random(seed)``; the tests print the seed, and
 ``DATAPLUMP_KILL_SEED=<seed>`` replays it (:func:`tests.support.running.kill_seed`).
@@ -117,6 +118,13 @@ class Killer(Generic[C]):
     def moment(self, run: C, *, blind_ok: bool = True) -> str:
         """Wait for a random moment of ``run``'s work (blind ones only if ``blind_ok``);
         say which."""
+        moment = self._moment(run, blind_ok=blind_ok, last_step=None)
+        assert moment is not None  # only a last step stops the wait
+        return moment
+
+    def _moment(self, run: C, *, blind_ok: bool, last_step: int | None) -> str | None:
+        """:meth:`moment`, or None at once when the drawn step is past ``last_step`` (a
+        count the test must not kill after)."""
         progress, pace = self.progress, self.pace
         progress.wait(0.0)  # take in what happened before
         if blind_ok and self.rng.random() < pace.blind:  # blind: start-up or the first steps
@@ -124,12 +132,16 @@ class Killer(Generic[C]):
             moment = f"{delay:.2f}s after start"
             end = time.monotonic() + delay
             early = progress.count() + pace.early  # a fast start must not drain the input
+            if last_step is not None:
+                early = min(early, last_step)
             while run.running() and time.monotonic() < end:
                 if progress.count() >= early:
                     return f"{progress.at(early)}, {moment} at most"
                 progress.wait(0.02)
             return moment
         target = progress.count() + self.rng.randint(1, pace.steps)
+        if last_step is not None and target > last_step:
+            return None
         end = time.monotonic() + pace.patience
         while run.running() and progress.count() < target:
             if time.monotonic() > end:
@@ -143,9 +155,12 @@ class Killer(Generic[C]):
         time.sleep(extra)
         return moment
 
-    def kill_at_random(self, run: C) -> bool:
-        """Kill ``run`` at a random moment; False if it ended by itself first (exit 0)."""
-        moment = self.moment(run)
+    def kill_at_random(self, run: C, *, last_step: int | None = None) -> bool:
+        """Kill ``run`` at a random moment, not after ``last_step``; False if it ended by
+        itself first (exit 0), or was left to end because the moment drawn came later."""
+        moment = self._moment(run, blind_ok=True, last_step=last_step)
+        if moment is None:
+            return self._finish(run, f"left to finish (past step {last_step})")
         if not run.running():
             return self._finish(run, f"ended by itself before the kill ({moment})")
         result = run.kill()
