@@ -102,7 +102,8 @@ _UNREACHABLE = re.compile(
     r"|no route to host|network is unreachable|server closed the connection"
     r"|connection reset|lost connection|server has gone away|broken pipe"
     r"|the database system is (starting up|shutting down|in recovery mode)"
-    r"|terminating connection|\bio error\b|bytes remaining on stream"
+    r"|terminating connection|terminating background worker|\bio error\b"
+    r"|bytes remaining on stream"
     r"|\b2002\b|\b2003\b|\b2006\b|\b2013\b",
     re.IGNORECASE,
 )

@@ -29,6 +29,11 @@ URL = sa.make_url("postgresql+psycopg://app:p%40ss w0rd@db.example:5432/shop")
         ("Connection refused\n\tIs the server running on that host", "unreachable"),
         ("(2013, 'Lost connection to MySQL server during query')", "unreachable"),
         ("FATAL:  terminating connection due to administrator command", "unreachable"),
+        (  # a parallel query's worker, when the server shuts down mid-read (ADBC's text)
+            "[libpq] Execution error [PGRES_FATAL_ERROR]: ERROR: terminating background"
+            ' worker "parallel worker" due to administrator command CONTEXT: parallel worker',
+            "unreachable",
+        ),
         ("cx writer failed: Source(MySQLError(CodecError { IO error: `bytes", "unreachable"),
         ("database is locked", "transient"),
         ('relation "orders" does not exist', "other"),
