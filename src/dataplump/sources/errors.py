@@ -103,7 +103,7 @@ _UNREACHABLE = re.compile(
     r"|connection reset|lost connection|server has gone away|broken pipe"
     r"|the database system is (starting up|shutting down|in recovery mode)"
     r"|terminating connection|terminating background worker|\bio error\b"
-    r"|bytes remaining on stream"
+    r"|bytes remaining on stream|server disconnected"
     r"|\b2002\b|\b2003\b|\b2006\b|\b2013\b",
     re.IGNORECASE,
 )

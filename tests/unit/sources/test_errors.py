@@ -35,6 +35,7 @@ URL = sa.make_url("postgresql+psycopg://app:p%40ss w0rd@db.example:5432/shop")
             "unreachable",
         ),
         ("cx writer failed: Source(MySQLError(CodecError { IO error: `bytes", "unreachable"),
+        ("cx writer failed: Source(MySQLError(IoError { server disconnected }))", "unreachable"),
         ("database is locked", "transient"),
         ('relation "orders" does not exist', "other"),
         (
