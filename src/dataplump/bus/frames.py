@@ -53,8 +53,9 @@ def encode_frames(
     """``table``'s rows as frames of at most ``limit`` bytes each, in row order, and the
     indices of the rows too large for a record even alone (in no frame).
 
-    The whole table is tried first; a part that does not fit is halved, so a table of
-    rows of even size costs about two encodings of its bytes at worst.
+    The whole table is tried first; a part that does not fit is halved and tried again,
+    so every halving encodes those bytes once more: a table of rows of even size, k
+    times the limit, costs about log2(k) + 2 encodings of its bytes.
     """
     frames: list[Frame] = []
     too_large: list[int] = []
