@@ -9,6 +9,8 @@ dataplump         ``dataplump transform --once`` (DuckDB engine): the SQL step
                   (:data:`SQL`) and an output contract of two rules; valid rows to
                   ``.processed``, the others to the failed store, one Kafka transaction
                   per poll of 10,000 records with the consumed offsets (exactly once)
+dataplump-arrow   the same command on the same rows with ``kafka.topic.framing: arrow``:
+                  another pipeline's ``.active``, filled with frames the same way
 dataplump-spark   the same command with ``--engine spark`` on ``local[2]``: the SQL
                   translated to Spark SQL, one transaction per micro-batch of 100,000
 quix              a Quix Streams app (``bench/peers/quix_transform.py``), the same logic
@@ -68,7 +70,7 @@ OUTPUT_CONTRACT = """
 """The two rules checked after the SQL; rows failing one go to the failed topic."""
 
 
-def write_pipeline(ctx: Context) -> Path:
+def write_pipeline(ctx: Context, framing: str = "row") -> Path:
     """A pipeline file for ``lineitem`` on the run's broker, with the step and contract."""
     from bench.scenarios import write_pipeline as lineitem_pipeline
 
@@ -76,6 +78,7 @@ def write_pipeline(ctx: Context) -> Path:
     return lineitem_pipeline(
         ctx,
         None,
+        framing=framing,
         table=f"    output_contract:{OUTPUT_CONTRACT}",
         tail=(
             "transform:\n"
@@ -152,7 +155,7 @@ def scenario_3(ctx: Context) -> list[Result]:
     """DataPlump ``transform --once`` (DuckDB, Spark) vs Quix Streams vs Spark Streaming."""
     from confluent_kafka.admin import AdminClient
 
-    from bench.scenarios import ROOT, measure
+    from bench.scenarios import ARROW_TOOL, ROOT, measure
     from dataplump.bus.kafka import create_topics
     from dataplump.config import load_config
     from dataplump.pipeline import topics
@@ -190,6 +193,15 @@ def scenario_3(ctx: Context) -> list[Result]:
     outputs["dataplump"] = (
         count_records(ctx.bootstrap, processed),
         count_records(ctx.bootstrap, failed),
+    )
+    # The same rows as Arrow frames on another pipeline's .active (filled, not counted).
+    framed_pipeline = write_pipeline(ctx, framing="arrow")
+    framed = load_config(framed_pipeline)
+    Extractor(framed, ctx.bootstrap).run_once()
+    results.append(_dataplump(ctx, ARROW_TOOL, framed_pipeline, "duckdb"))
+    outputs[ARROW_TOOL] = (
+        count_records(ctx.bootstrap, topics.processed(framed.name, "lineitem")),
+        count_records(ctx.bootstrap, topics.failed(framed.name)),
     )
     if spark:
         # the same topics and group: start the group over, count what the topics grew by

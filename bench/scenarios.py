@@ -87,14 +87,18 @@ def result(tool: str, scenario: int, data: dict[str, float], rss: float) -> Resu
     )
 
 
-def write_pipeline(ctx: Context, lake: Path | None, table: str = "", tail: str = "") -> Path:
+def write_pipeline(
+    ctx: Context, lake: Path | None, table: str = "", tail: str = "", framing: str = "row"
+) -> Path:
     """A pipeline file for ``lineitem`` on the run's broker; with a Delta sink if ``lake``;
-    ``table`` is more YAML for the table's block, ``tail`` more top-level sections."""
+    ``table`` is more YAML for the table's block, ``tail`` more top-level sections,
+    ``framing`` the active topic's (``kafka.topic.framing``)."""
     name = f"bench{uuid.uuid4().hex[:6]}"
+    topic = f"{{partitions: 2, framing: {framing}}}"
     text = (
         f"pipeline: {{name: {name}}}\n"
         f"source: {{url: '{ctx.url}'}}\n"
-        f"kafka: {{bootstrap_servers: '{ctx.bootstrap}', topic: {{partitions: 2}}}}\n"
+        f"kafka: {{bootstrap_servers: '{ctx.bootstrap}', topic: {topic}}}\n"
         "tables:\n  lineitem:\n    primary_key: [l_orderkey, l_linenumber]\n"
         f"    batch_size: 50000\n    contract:{LINEITEM_CONTRACT}{table}"
     )
@@ -105,6 +109,9 @@ def write_pipeline(ctx: Context, lake: Path | None, table: str = "", tail: str =
     file.write_text(text)
     return file
 
+
+ARROW_TOOL = "dataplump-arrow"
+"""DataPlump with ``kafka.topic.framing: arrow`` (many rows per ``.active`` record)."""
 
 # -- scenario 1: PostgreSQL -> Delta, with validation --------------------------------
 
@@ -129,18 +136,20 @@ def scenario_1(ctx: Context) -> list[Result]:
     """DataPlump ``run --once`` (through Kafka) vs dlt (ConnectorX, pyarrow) vs the floor."""
     import time
 
-    lake = ctx.work / "lake-dataplump"
-    pipeline = write_pipeline(ctx, lake)
     cli = str(Path(sys.executable).parent / "dataplump")
-    # Wall time of the whole command: stage processes start, drain, ledger check.
-    started = time.perf_counter()
-    code, _, err, rss = run_child(
-        [cli, "run", "-c", str(pipeline), "--once", "--metrics-port", "0"], ctx.log("dataplump")
-    )
-    seconds = time.perf_counter() - started
-    if code != 0:
-        raise RuntimeError(f"dataplump run --once exited {code}:\n{err}")
-    out = [Result("dataplump", 1, delta_rows(lake / "lineitem"), seconds, rss)]
+    out = []
+    for tool, framing in (("dataplump", "row"), (ARROW_TOOL, "arrow")):
+        lake = ctx.work / f"lake-{tool}"
+        pipeline = write_pipeline(ctx, lake, framing=framing)
+        # Wall time of the whole command: stage processes start, drain, ledger check.
+        started = time.perf_counter()
+        code, _, err, rss = run_child(
+            [cli, "run", "-c", str(pipeline), "--once", "--metrics-port", "0"], ctx.log(tool)
+        )
+        seconds = time.perf_counter() - started
+        if code != 0:
+            raise RuntimeError(f"{tool}: dataplump run --once exited {code}:\n{err}")
+        out.append(Result(tool, 1, delta_rows(lake / "lineitem"), seconds, rss))
     if ctx.peers_python is None:
         return out
     peers = ROOT / "bench" / "peers"
@@ -192,12 +201,13 @@ def perf_test(ctx: Context, rows: int, record_size: int) -> tuple[dict[str, floa
 
 def scenario_2(ctx: Context) -> list[Result]:
     """DataPlump ``extract --once`` vs the naive loop vs ``kafka-producer-perf-test``."""
-    pipeline = str(write_pipeline(ctx, None))
     out = []
     size = 0
-    for tool in ("dataplump", "naive"):
+    for tool, framing in (("dataplump", "row"), (ARROW_TOOL, "arrow"), ("naive", "row")):
+        pipeline = str(write_pipeline(ctx, None, framing=framing))
+        child = "naive" if tool == "naive" else "dataplump"
         data, rss = measure(
-            [sys.executable, "-m", "bench.extract", "--child", tool, pipeline], ctx.log(tool)
+            [sys.executable, "-m", "bench.extract", "--child", child, pipeline], ctx.log(tool)
         )
         out.append(result(tool, 2, data, rss))
         if tool == "naive":

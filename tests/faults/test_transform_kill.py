@@ -79,8 +79,15 @@ class RecordsOut:
 
 
 @pytest.mark.timeout(TEST_BUDGET + 120)
-def test_transform_once_survives_kill_9(tmp_path: Path, kafka_bootstrap: str, seed: int) -> None:
-    path, _ = write_pipeline(tmp_path, kafka_bootstrap, rows=ROWS, batch_size=1000, partitions=2)
+@pytest.mark.parametrize("framing", ["row", "arrow"])
+def test_transform_once_survives_kill_9(
+    tmp_path: Path, kafka_bootstrap: str, seed: int, framing: str
+) -> None:
+    """With the ``arrow`` framing a source batch of 1,000 rows is a frame per partition
+    (about 500 rows), and ``--max-records 500`` makes a poll one frame."""
+    path, _ = write_pipeline(
+        tmp_path, kafka_bootstrap, rows=ROWS, batch_size=1000, partitions=2, framing=framing
+    )
     config = load_config(path)
     Extractor(config, kafka_bootstrap).run_once()
     Transformer(config, kafka_bootstrap).prepare()  # so the watcher follows the outputs at once

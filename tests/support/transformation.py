@@ -98,6 +98,7 @@ def write_pipeline(
     partitions: int = 1,
     pandas_step: str = "steps.py:add_size",
     transaction_timeout_ms: int | None = None,
+    framing: str = "row",
 ) -> tuple[Path, str]:
     """The source database, the step module and the pipeline file; returns (file, name)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -106,7 +107,7 @@ def write_pipeline(
     (folder / "steps.py").write_text(STEP_MODULE)
     kafka: dict[str, object] = {
         "bootstrap_servers": bootstrap,
-        "topic": {"partitions": partitions},
+        "topic": {"partitions": partitions, "framing": framing},
     }
     if transaction_timeout_ms is not None:
         kafka["extra"] = {"transaction.timeout.ms": str(transaction_timeout_ms)}

@@ -3,7 +3,9 @@
 The pipeline's topics carry one JSON row per record (:mod:`dataplump.bus.records`). A
 *frame* is the other framing: one record whose value is an Arrow IPC stream of many rows
 of one schema, compressed with LZ4 by default. ``bench/framing.py`` measures both on the
-same rows (docs/benchmarks.md "Framing"); no stage writes frames yet.
+same rows (docs/benchmarks.md "Framing"). With ``kafka.topic.framing: arrow`` the
+extraction writes the valid rows of a batch as frames on ``.active``, one or more per
+partition, and the transformation reads both framings (docs/kafka.md "Framing").
 
 A frame never exceeds the record limit the producer is held to
 (:func:`dataplump.bus.kafka.max_record_bytes`): :func:`encode_frames` halves a slice until
@@ -13,8 +15,11 @@ dead-letter them one per record instead of failing the batch.
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
 from dataplump.bus.records import RecordDecodeError
@@ -22,6 +27,8 @@ from dataplump.bus.records import RecordDecodeError
 HEADER_FRAMING = "dp.framing"
 """Header naming a record's framing; ``arrow`` for a frame, absent for one JSON row."""
 ARROW_FRAMING = b"arrow"
+HEADER_ROWS = "dp.rows"
+"""Header of a frame: how many rows it holds (decimal), readable without decoding it."""
 COMPRESSIONS = (None, "lz4", "zstd")
 """Arrow IPC buffer compressions a frame may use (the reader needs no setting)."""
 
@@ -99,3 +106,15 @@ def decode_frame(value: bytes | None, schema: pa.Schema | None = None) -> pa.Tab
 
 def _describe(schema: pa.Schema) -> str:
     return ", ".join(f"{field.name} {field.type}" for field in schema)
+
+
+def partitions_of(keys: Sequence[bytes], partitions: int) -> np.ndarray:
+    """The partition of each record key, as librdkafka's default partitioner picks it
+    (``consistent_random``: CRC-32 of the key, modulo the partitions).
+
+    A frame's rows go where their own records would have gone, so the versions of a
+    row stay on one partition, in order, whichever framing wrote them (a ``replay``
+    writes single-row records among frames).
+    """
+    crc = np.fromiter(map(zlib.crc32, keys), np.uint32, len(keys))
+    return (crc % np.uint32(partitions)).astype(np.int64)

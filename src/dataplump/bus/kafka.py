@@ -339,6 +339,16 @@ class Producer:
             raise wrap_kafka_error(exc, f"producing to {topic}") from None
         return count
 
+    def partition_count(self, topic: str, timeout: float = 30.0) -> int:
+        """How many partitions ``topic`` has (it must exist)."""
+        try:
+            meta = self._producer.list_topics(topic, timeout=timeout).topics[topic]
+            if meta.error is not None:
+                raise KafkaException(meta.error)
+        except KafkaException as exc:
+            raise wrap_kafka_error(exc, f"reading the partitions of {topic}") from None
+        return len(meta.partitions)
+
     def flush(self, timeout: float = 60.0) -> None:
         """Wait until every queued record is acknowledged; raise the first failure."""
         remaining = self._producer.flush(timeout)

@@ -29,12 +29,21 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
 import orjson
 import pyarrow as pa
 
+from dataplump.bus.frames import (
+    ARROW_FRAMING,
+    HEADER_FRAMING,
+    HEADER_ROWS,
+    Frame,
+    encode_frames,
+    partitions_of,
+)
 from dataplump.bus.kafka import (
     Headers,
     Producer,
@@ -258,8 +267,11 @@ class Extractor:
                 since = counts.resume = read.watermark
             # Checking and encoding (DuckDB, Polars: no GIL) run in the reader thread, so
             # they overlap with producing the previous batch here.
-            limits = self._max_record, self._message_max
-            checked_batches = (_check(source, contract, batch, *limits) for batch in read)
+            check = partial(_check, limit=self._max_record, configured=self._message_max)
+            if self.config.kafka.topic.framing == "arrow":
+                active = topics.active(self.config.name, table)
+                check = partial(check, partitions=producer.partition_count(active))
+            checked_batches = (check(source, contract, batch) for batch in read)
             for checked in _prefetch(checked_batches):
                 read_now, invalid_now = len(checked.keys), len(checked.rejects)
                 totals = {
@@ -300,14 +312,18 @@ class Extractor:
         ]
         counts.read += len(keys)
         active, dlq = topics.active(pipeline, table), topics.dlq(pipeline, table)
-        producer.produce_many(
-            active,
-            (
-                (key, value, [*base, ("dp.pk", key)])
-                for key, value, ok in zip(keys, values, checked.valid_mask, strict=True)
-                if ok
-            ),
-        )
+        if checked.frames is None:
+            producer.produce_many(
+                active,
+                (
+                    (key, value, [*base, ("dp.pk", key)])
+                    for key, value, ok in zip(keys, values, checked.valid_mask, strict=True)
+                    if ok
+                ),
+            )
+        for partition, frame in checked.frames or ():
+            headers = [*base, (HEADER_FRAMING, ARROW_FRAMING), (HEADER_ROWS, b"%d" % frame.rows)]
+            producer.produce(active, frame.value, headers=headers, partition=partition)
         for row, reasons in rejects:
             key = keys[row]
             rules = ",".join(rule_key(r) for r in reasons)
@@ -438,20 +454,70 @@ class _Checked:
     owners: tuple[str, ...]
     watermark: Watermark
     schema: pa.Schema
+    frames: list[tuple[int, Frame]] | None = None
+    """With the ``arrow`` framing, the valid rows as frames, each with its partition; then
+    ``values`` holds only the rejected rows' values (the others are empty)."""
 
 
 def _check(
-    source: Source, contract: Contract | None, batch: pa.RecordBatch, limit: int, configured: int
+    source: Source,
+    contract: Contract | None,
+    batch: pa.RecordBatch,
+    *,
+    limit: int,
+    configured: int,
+    partitions: int | None = None,
 ) -> _Checked:
     """Check and encode one batch (runs in the reader thread; touches no shared state);
     rows too large for a Kafka record of ``limit`` bytes are rejected (see
-    :func:`_reject_too_large`)."""
-    return _reject_too_large(_check_contract(source, contract, batch), limit, configured)
+    :func:`_reject_too_large`). With ``partitions`` (the active topic's, for the ``arrow``
+    framing) the valid rows become frames (see :func:`_framed`)."""
+    if partitions is None:
+        checked = _check_contract(source, contract, batch, encode_rows(batch))
+        return _reject_too_large(checked, limit, configured)
+    return _framed(source, contract, batch, limit, configured, partitions)
 
 
-def _check_contract(source: Source, contract: Contract | None, batch: pa.RecordBatch) -> _Checked:
+def _framed(
+    source: Source,
+    contract: Contract | None,
+    batch: pa.RecordBatch,
+    limit: int,
+    configured: int,
+    partitions: int,
+) -> _Checked:
+    """The batch checked, its valid rows as frames of at most ``limit`` bytes less the
+    headroom for headers: each partition's rows (by their key) in order, halved until
+    they fit. A row too large even alone is rejected like one too large as JSON."""
+    n = batch.num_rows
+    checked = _check_contract(source, contract, batch, [b""] * n)
+    valid = np.flatnonzero(np.asarray(checked.valid_mask, dtype=bool))
+    table = pa.Table.from_batches([batch])
+    of_row = partitions_of([checked.keys[i] for i in valid], partitions)
+    frames: list[tuple[int, Frame]] = []
+    too_large: list[int] = []
+    for partition in np.unique(of_row).tolist():
+        rows = valid[of_row == partition]
+        made, big = encode_frames(table.take(pa.array(rows)), limit - _HEADROOM)
+        frames += [(partition, frame) for frame in made]
+        too_large += rows[big].tolist()
+    rejected = sorted({row for row, _ in checked.rejects} | set(too_large))
+    values = list(checked.values)
+    if rejected:
+        for row, value in zip(rejected, encode_rows(table.take(pa.array(rejected))), strict=True):
+            values[row] = value
+    checked = replace(checked, values=values, frames=frames)
+    if not too_large:
+        return checked
+    sizes = {row: len(values[row]) + 2 * len(checked.keys[row]) for row in too_large}
+    return _reject_rows(checked, sizes, limit, configured)  # as JSON records, sizes alike
+
+
+def _check_contract(
+    source: Source, contract: Contract | None, batch: pa.RecordBatch, values: list[bytes]
+) -> _Checked:
+    """The batch checked against ``contract``, with its keys and the given ``values``."""
     keys = encode_keys(batch, source.config.primary_key)
-    values = encode_rows(batch)
     n = batch.num_rows
     if contract is None:
         return _Checked(keys, values, [True] * n, [], {}, (), source.watermark(batch), batch.schema)
@@ -501,10 +567,16 @@ def _reject_too_large(checked: _Checked, limit: int, configured: int) -> _Checke
     big = np.flatnonzero(sizes > limit - _HEADROOM)
     if not len(big):
         return checked
+    return _reject_rows(checked, {row: int(sizes[row]) for row in big.tolist()}, limit, configured)
+
+
+def _reject_rows(checked: _Checked, sizes: dict[int, int], limit: int, configured: int) -> _Checked:
+    """``checked`` with the rows of ``sizes`` (row -> its bytes) rejected as too large
+    for a record of ``limit`` bytes (see :func:`_reject_too_large`)."""
     keep = max(limit // 8, 1)
-    values, mask = list(values), list(checked.valid_mask)
+    values, mask = list(checked.values), list(checked.valid_mask)
     reasons_of = dict(checked.rejects)
-    for row in big.tolist():
+    for row, size in sizes.items():
         reasons = [
             {**r, "value": _cut(r.get("value")), "message": _cut(r.get("message"))}
             for r in reasons_of.get(row, [])
@@ -514,7 +586,7 @@ def _reject_too_large(checked: _Checked, limit: int, configured: int) -> _Checke
                 "rule": "record_too_large",
                 "column": None,
                 "value": None,
-                "message": f"the row is a {int(sizes[row])}-byte record, over message.max.bytes"
+                "message": f"the row is a {size}-byte record, over message.max.bytes"
                 f" ({configured} bytes here): its dead-letter record keeps the first {keep} bytes"
                 " of its value",
             }
@@ -523,7 +595,7 @@ def _reject_too_large(checked: _Checked, limit: int, configured: int) -> _Checke
         values[row] = values[row][:keep]
         mask[row] = False
     counts = dict(checked.counts_by_rule)
-    counts["record_too_large"] = counts.get("record_too_large", 0) + len(big)
+    counts["record_too_large"] = counts.get("record_too_large", 0) + len(sizes)
     return replace(
         checked,
         values=values,

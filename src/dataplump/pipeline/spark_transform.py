@@ -49,7 +49,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from dataplump.bus.kafka import Producer, consumer, wrap_kafka_error
 from dataplump.config import PipelineConfig
 from dataplump.engine import FAILURES_SCHEMA, ROW, StepFailed, TransformResult
-from dataplump.errors import TerminalError
+from dataplump.errors import ConfigError, TerminalError
 from dataplump.pipeline.transform import (
     CONSUMER,
     Progress,
@@ -132,6 +132,11 @@ class SparkTransformer(Transformer):
         from dataplump.engine.spark.transform import SparkTableTransform
 
         self.settings = config.transform.spark
+        if config.kafka.topic.framing != "row":  # `--engine spark` over a DuckDB config
+            raise ConfigError(
+                "the Spark engine reads one JSON record per row, and `kafka.topic.framing` is"
+                f" `{config.kafka.topic.framing}`: use the DuckDB engine, or framing `row`"
+            )
         _check_sql(config, self.tables)  # before Spark starts: a refusal takes no JVM
         self.spark = spark or spark_session(
             self.settings, f"{config.name} transform", packages=jdbc_packages(config)

@@ -28,6 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ import polars as pl
 import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
+from dataplump.bus.frames import ARROW_FRAMING, HEADER_FRAMING, HEADER_ROWS, decode_frame
 from dataplump.bus.kafka import (
     Headers,
     Producer,
@@ -55,6 +57,7 @@ from dataplump.bus.records import (
     HEADER_ERROR_RULES,
     HEADER_ERROR_STAGE,
     HEADER_EXTRACTED_AT,
+    HEADER_PK,
     RecordDecodeError,
     decode_rows,
     encode_keys,
@@ -248,6 +251,12 @@ class Transformer:
         self.on_progress = on_progress or (lambda _counts: None)
         self.max_records = max_records
         self.poll_timeout = poll_timeout
+        self._per_poll = max_records
+        """Records a poll asks for: ``max_records`` rows, counting a frame as its rows
+        (see :meth:`_fit_poll`)."""
+        if config.kafka.topic.framing == "arrow":  # a frame holds at most a source batch
+            largest = max((config.tables[t].batch_size for t in self.tables), default=1)
+            self._per_poll = max(1, max_records // largest)
         self._client = config.kafka.client_config(bootstrap)
         self._client.pop("bootstrap.servers")
         self._max_record = max_record_bytes(self._client)
@@ -276,6 +285,8 @@ class Transformer:
         self.counts = {table: TransformCounts(table) for table in self.tables}
         self.group_id = topics.transform_group(config.name)
         self.transactional_id = f"dataplump.{config.name}.transform.{slot}"
+        self._last_rows = 0
+        """Rows in the records of the last poll (a frame counts its rows)."""
         self._lineage: dict[int, Headers] = {}
         """Lineage headers of the records of the batch being transformed, by id()."""
         self._table_of = {topics.active(config.name, table): table for table in self.tables}
@@ -327,13 +338,14 @@ class Transformer:
             while not stop.is_set():
                 failed: TransientError | None = None
                 with gc_paused():  # one poll and its transaction, as the loader's
-                    messages = consume_batch(client, self.max_records, self.poll_timeout)
+                    messages = consume_batch(client, self._per_poll, self.poll_timeout)
                     got = bool(messages)
                     if got:
                         try:
                             self._transaction(producer, client, messages)
                         except TransientError as exc:
                             failed = exc
+                        self._fit_poll(len(messages))
                         self._lineage.clear()  # its header lists go with the messages
                     del messages  # freed before the collector is back (see gc_paused)
                 if not got:
@@ -368,6 +380,12 @@ class Transformer:
             counts.finished = time.monotonic()
             self.on_progress(counts)
         return list(self.counts.values())
+
+    def _fit_poll(self, records: int) -> None:
+        """Size the next poll so it holds about ``max_records`` rows, from the rows per
+        record of the last one (``_last_rows``): frames hold many rows, a row record one."""
+        per_record = max(1.0, self._last_rows / records)
+        self._per_poll = max(1, min(self.max_records, int(self.max_records / per_record)))
 
     def _open_producer(self) -> Producer:
         """This slot's transactional producer; reads the totals it continues."""
@@ -429,6 +447,7 @@ class Transformer:
         # All the work first, then the transaction: it stays open only while records are
         # produced (a long engine run inside it would outlast `transaction.timeout.ms`).
         self._lineage.clear()
+        self._last_rows = 0
         prepared = [self._prepare(table, batch) for table, batch in by_table.items()]
         deltas = []
         totals = {}
@@ -466,10 +485,12 @@ class Transformer:
 
     def _prepare(self, table: str, messages: list[Message]) -> _Prepared:
         """Decode, transform and check one table's messages, producing nothing."""
-        counts = TransformCounts(table, consumed=len(messages), batches=1)
-        messages, superseded = _newest_versions(messages)
         failures: list[_Failure] = []
-        inputs, decoded = self._decode(messages, failures)
+        records, rows = self._unframe(table, messages, failures)
+        self._last_rows += rows
+        counts = TransformCounts(table, consumed=rows, batches=1)
+        records, superseded = _newest_versions(records)
+        inputs, decoded = self._decode(records, failures)
         attempt = _Attempt()
         if inputs is not None and inputs.num_rows:
             used = self.references.copies(self._reference_names[table])
@@ -579,13 +600,50 @@ class Transformer:
                 return value.encode() if isinstance(value, str) else value
         return None
 
+    def _unframe(
+        self, table: str, messages: list[Message], failures: list[_Failure]
+    ) -> tuple[list[Message], int]:
+        """``messages`` with every frame (``kafka.topic.framing: arrow``) replaced by its
+        rows, each a :class:`_FrameRow` standing in for its own record; and how many rows
+        came in. A frame that does not decode joins ``failures`` whole, counting the rows
+        its ``dp.rows`` header names."""
+        if not any(_is_frame(m) for m in messages):
+            return messages, len(messages)
+        primary_key = self.config.tables[table].primary_key
+        records: list[Message] = []
+        rows = 0
+        for message in messages:
+            if not _is_frame(message):
+                records.append(message)
+                rows += 1
+                continue
+            frame = _Frame.of(message)
+            try:
+                frame.read(self.schemas, primary_key)
+            except (RecordDecodeError, UnknownSchemaError) as exc:
+                self._lineage[id(message)] = frame.lineage
+                failures.append(_malformed(message, str(exc)))
+                rows += frame.rows_said
+                continue
+            assert frame.keys is not None
+            for index, key in enumerate(frame.keys):
+                row = _FrameRow(frame, index, key)
+                self._lineage[id(row)] = [*frame.lineage, (HEADER_PK, key)]
+                records.append(row)  # type: ignore[arg-type]  # a Message in all we read
+            rows += len(frame.keys)
+        return records, rows
+
     def _decode(
         self, messages: list[Message], failures: list[_Failure]
     ) -> tuple[pa.Table | None, list[Message]]:
         """The active records as one Arrow table (by their ``dp.schema``), and the
-        messages of its rows; records that do not decode join ``failures``."""
+        messages of its rows (a frame's rows come decoded); records that do not decode
+        join ``failures``."""
         groups: dict[str, list[Message]] = defaultdict(list)
         for message in messages:
+            if isinstance(message, _FrameRow):
+                groups[message.frame.schema_id].append(message)
+                continue
             # Headers are read once per record: librdkafka builds a new list per call.
             pairs: Any = message.headers() or ()
             header = None
@@ -604,24 +662,46 @@ class Transformer:
         tables: list[pa.Table] = []
         decoded: list[Message] = []
         for sid, group in groups.items():
-            try:
-                schema = self.schemas.get(sid)
-            except UnknownSchemaError as exc:
-                failures += [_malformed(m, str(exc)) for m in group]
-                continue
-            try:
-                tables.append(decode_rows([_value(m) for m in group], schema))
-                decoded += group
-            except RecordDecodeError:
-                for message in group:  # rare: find the bad ones one by one
-                    try:
-                        tables.append(decode_rows([_value(message)], schema))
-                        decoded.append(message)
-                    except RecordDecodeError as exc:
-                        failures.append(_malformed(message, str(exc)))
+            for framed, run in groupby(group, key=lambda m: isinstance(m, _FrameRow)):
+                if framed:  # decoded already: the rows kept, frame by frame, in order
+                    frame_rows: Iterable[Any] = run
+                    for frame, rows in groupby(frame_rows, key=lambda r: r.frame):
+                        picked = list(rows)
+                        assert frame.table is not None
+                        indices = pa.array([r.index for r in picked], pa.int64())
+                        tables.append(frame.table.take(indices))
+                        decoded += picked
+                    continue
+                self._decode_rows(sid, list(run), tables, decoded, failures)
         if not tables:
             return None, []
         return pa.concat_tables(tables, promote_options="permissive"), decoded
+
+    def _decode_rows(
+        self,
+        sid: str,
+        group: list[Message],
+        tables: list[pa.Table],
+        decoded: list[Message],
+        failures: list[_Failure],
+    ) -> None:
+        """Decode records of one JSON row each (schema ``sid``) onto ``tables`` and
+        ``decoded``; those that do not decode join ``failures``."""
+        try:
+            schema = self.schemas.get(sid)
+        except UnknownSchemaError as exc:
+            failures += [_malformed(m, str(exc)) for m in group]
+            return
+        try:
+            tables.append(decode_rows([_value(m) for m in group], schema))
+            decoded += group
+        except RecordDecodeError:
+            for message in group:  # rare: find the bad ones one by one
+                try:
+                    tables.append(decode_rows([_value(message)], schema))
+                    decoded.append(message)
+                except RecordDecodeError as exc:
+                    failures.append(_malformed(message, str(exc)))
 
     def _check_output(
         self,
@@ -780,6 +860,7 @@ class Transformer:
         now = datetime.now(UTC).isoformat()
         by_rule: dict[str, int] = defaultdict(int)
         contract = self.contracts[table]
+        _encode_failed_inputs(failures)
         for failure in failures:
             for rule in dict.fromkeys(rule_key(r) for r in failure.reasons):
                 by_rule[rule] += 1
@@ -907,6 +988,102 @@ def make_transformer(
         on_progress=on_progress,
         max_records=max_records,
     )
+
+
+def _is_frame(message: Message) -> bool:
+    """Whether the record is a frame of many rows (its ``dp.framing`` header says so; a
+    frame has no key, a row always has one: the headers of rows are not read twice)."""
+    if message.key() is not None:
+        return False
+    pairs: Any = message.headers() or ()
+    return any(key == HEADER_FRAMING and value == ARROW_FRAMING for key, value in pairs)
+
+
+@dataclass(eq=False)  # one frame is equal to itself only (compared in _decode's groupby)
+class _Frame:
+    """A frame record of ``.active`` and, once :meth:`read`, its rows and their keys."""
+
+    message: Message
+    schema_id: str
+    lineage: Headers
+    rows_said: int
+    """Rows its ``dp.rows`` header names (1 if it names none): what a frame that does not
+    decode counts as consumed."""
+    table: pa.Table | None = None
+    keys: list[bytes] | None = None
+    values: dict[int, bytes] = field(default_factory=dict)
+    """JSON values of the rows encoded so far (the failed ones), by index."""
+
+    @classmethod
+    def of(cls, message: Message) -> _Frame:
+        headers: dict[str, Any] = dict(message.headers() or ())
+        lineage: Headers = [(k, v) for k, v in headers.items() if k in LINEAGE and v is not None]
+        try:
+            rows = int(headers.get(HEADER_ROWS) or b"1")
+        except ValueError:
+            rows = 1
+        sid = (headers.get(HEADER_SCHEMA) or b"").decode(errors="replace")
+        return cls(message, sid, lineage, max(rows, 1))
+
+    def read(self, schemas: SchemaRegistry, primary_key: Sequence[str]) -> None:
+        """Decode the rows (of the schema ``dp.schema`` names) and encode their keys."""
+        if not self.schema_id:
+            raise RecordDecodeError("the frame has no dp.schema header: not written by DataPlump")
+        self.table = decode_frame(self.message.value(), schemas.get(self.schema_id))
+        self.keys = encode_keys(self.table, primary_key)
+
+    def row_value(self, index: int) -> bytes:
+        """One row as the JSON value a record of the ``row`` framing would hold."""
+        if index not in self.values:
+            self.encode_values([index])
+        return self.values[index]
+
+    def encode_values(self, indices: Sequence[int]) -> None:
+        """Encode the rows at ``indices`` in one call (see :func:`_encode_failed_inputs`)."""
+        assert self.table is not None
+        encoded = encode_rows(self.table.take(pa.array(indices, pa.int64())))
+        self.values.update(zip(indices, encoded, strict=True))
+
+
+def _encode_failed_inputs(failures: Iterable[_Failure]) -> None:
+    """Encode the JSON inputs of the failed rows of frames, frame by frame in one call
+    each, before the failed records are built one by one."""
+    wanted: dict[int, tuple[_Frame, list[int]]] = {}
+    for failure in failures:
+        if isinstance(failure.message, _FrameRow):
+            row = failure.message
+            wanted.setdefault(id(row.frame), (row.frame, []))[1].append(row.index)
+    for frame, indices in wanted.values():
+        frame.encode_values(indices)
+
+
+class _FrameRow:
+    """One row of a frame, in the shape of the consumed message it would be in the
+    ``row`` framing: its key, value (encoded when asked: only failed rows are) and
+    lineage; topic, partition and offset are the frame's."""
+
+    __slots__ = ("_key", "frame", "index")
+
+    def __init__(self, frame: _Frame, index: int, key: bytes) -> None:
+        self.frame, self.index, self._key = frame, index, key
+
+    def key(self) -> bytes:
+        return self._key
+
+    def value(self) -> bytes:
+        return self.frame.row_value(self.index)
+
+    def headers(self) -> Headers:
+        return [*self.frame.lineage, (HEADER_PK, self._key)]
+
+    def topic(self) -> str | None:
+        return self.frame.message.topic()
+
+    def partition(self) -> int | None:
+        return self.frame.message.partition()
+
+    def offset(self) -> int | None:
+        return self.frame.message.offset()
 
 
 class _Orphan:

@@ -24,7 +24,7 @@ def test_scenario_3_duckdb_and_quix_send_the_same_rows_on(tmp_path: Path) -> Non
     )  # fmt: skip
     [file] = tmp_path.glob("*.json")
     results = from_json(file.read_text())
-    assert [r.tool for r in results] == ["dataplump", "quix", "quix-eos"]
+    assert [r.tool for r in results] == ["dataplump", "dataplump-arrow", "quix", "quix-eos"]
     assert {r.rows for r in results} == {20_000}
     # the same rows failed the two rules everywhere (the harness checks the rows on too)
     assert len({r.invalid for r in results}) == 1

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import zlib
 
 import pyarrow as pa
 import pytest
 
-from dataplump.bus.frames import decode_frame, encode_frame, encode_frames
+from dataplump.bus.frames import decode_frame, encode_frame, encode_frames, partitions_of
 from dataplump.bus.records import RecordDecodeError
 
 
@@ -107,3 +108,13 @@ def test_a_frame_of_another_schema_is_refused_by_name() -> None:
 def test_an_unknown_compression_is_refused() -> None:
     with pytest.raises(ValueError, match="compression must be one of"):
         encode_frame(_table(1), "snappy")
+
+
+def test_keys_go_to_the_partition_of_their_crc32_like_librdkafkas_default() -> None:
+    """Known CRC-32 values: b"" is 0, b"a" is 0xE8B7BE43. The broker-side check that
+    librdkafka agrees is in tests/integration/pipeline/test_framing.py."""
+    key = b'{"id":1}'
+    parts = partitions_of([b"", b"a", key, key], 7)
+    assert parts.tolist() == [0, 0xE8B7BE43 % 7, zlib.crc32(key) % 7, zlib.crc32(key) % 7]
+    assert partitions_of([], 3).tolist() == []
+    assert set(partitions_of([b"%d" % i for i in range(1000)], 3).tolist()) == {0, 1, 2}
