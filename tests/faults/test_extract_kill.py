@@ -121,7 +121,7 @@ def check_exactly_once(bootstrap: str, pipeline: str, expected: range, report: s
 
 
 def setup(
-    tmp_path: Path, bootstrap: str, db: OrdersDb, mode: str, seed: int
+    tmp_path: Path, bootstrap: str, db: OrdersDb, mode: str, seed: int, framing: str = "row"
 ) -> tuple[Killer[Extraction], StateWatcher, str]:
     name = f"kill{uuid.uuid4().hex[:8]}"
     config = write_pipeline(
@@ -130,6 +130,7 @@ def setup(
         url=db.url,
         bootstrap=bootstrap,
         tables={"orders": orders_table(db.kind, mode=mode, batch_size=BATCH)},
+        framing=framing,
     )
     state_topic = topics.extract_state(name, "orders")
     ensure_state_topics(bootstrap, [state_topic])  # so the watcher can follow it from the start
@@ -173,11 +174,16 @@ def test_full_snapshot_survives_kill_9(
         watcher.close()
 
 
+@pytest.mark.parametrize("framing", ["row", "arrow"])
 def test_incremental_with_new_rows_survives_kill_9(
-    tmp_path: Path, kafka_bootstrap: str, orders_db: OrdersDb, seed: int
+    tmp_path: Path, kafka_bootstrap: str, orders_db: OrdersDb, seed: int, framing: str
 ) -> None:
+    """With the ``arrow`` framing a batch's valid rows are frames, committed with the
+    batch's watermark like single rows (``ids`` reads the rows of a frame)."""
     orders_db.insert(range(1, ROWS + 1))
-    killer, watcher, name = setup(tmp_path, kafka_bootstrap, orders_db, "incremental", seed)
+    killer, watcher, name = setup(
+        tmp_path, kafka_bootstrap, orders_db, "incremental", seed, framing
+    )
     next_id = ROWS + 1
 
     def add_rows(low: int, high: int) -> Callable[[], None]:

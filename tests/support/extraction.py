@@ -179,13 +179,19 @@ def orders_table(
 
 
 def write_pipeline(
-    path: Path, *, name: str, url: str, bootstrap: str, tables: Mapping[str, Any]
+    path: Path,
+    *,
+    name: str,
+    url: str,
+    bootstrap: str,
+    tables: Mapping[str, Any],
+    framing: str = "row",
 ) -> Path:
     """Write a pipeline file (JSON, which is YAML) naming an existing Kafka cluster."""
     config = {
         "pipeline": {"name": name},
         "source": {"url": url},
-        "kafka": {"bootstrap_servers": bootstrap},
+        "kafka": {"bootstrap_servers": bootstrap, "topic": {"framing": framing}},
         "tables": dict(tables),
     }
     path.write_text(json.dumps(config, indent=2))

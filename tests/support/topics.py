@@ -19,6 +19,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
+from dataplump.bus.frames import ARROW_FRAMING, HEADER_FRAMING, decode_frame
 from dataplump.notify.events import AlertEvent, decode
 
 
@@ -162,5 +163,12 @@ class StateWatcher:
 
 
 def ids(messages: Iterable[Message]) -> Counter[int]:
-    """How often each ``id`` key appears in ``messages``."""
-    return Counter(int(key_of(m)) for m in messages)
+    """How often each ``id`` appears in ``messages``: the key of a record of one row, the
+    ``id`` column of every row of a frame (``kafka.topic.framing: arrow``)."""
+    found: Counter[int] = Counter()
+    for message in messages:
+        if message.key() is None and headers_of(message).get(HEADER_FRAMING) == ARROW_FRAMING:
+            found.update(decode_frame(message.value()).column("id").to_pylist())
+        else:
+            found[int(key_of(message))] += 1
+    return found

@@ -2,7 +2,9 @@
 
 For each batch the source yields, one Kafka transaction holds:
 
-- the valid rows, on ``<pipeline>.<table>.active`` (key = primary key, value = row);
+- the valid rows, on ``<pipeline>.<table>.active`` (key = primary key, value = row; with
+  ``kafka.topic.framing: arrow``, many rows per record as Arrow frames, see
+  :func:`_framed`);
 - the invalid rows, on ``<pipeline>.<table>.dlq``, with the original value and
   ``dp.error.*`` headers carrying every broken rule;
 - one alert event summarising the batch's rejects, on ``<pipeline>.alerts``;
