@@ -18,8 +18,9 @@ committed batch, every source row landing exactly once across active + dlq. Each
 table has its own ``transactional.id``, so a second extractor of the same table
 fences the first instead of doubling rows.
 
-Reading overlaps with encoding and producing: a thread fetches the next batches
-(database drivers and Arrow release the GIL) while this one encodes and produces.
+Reading overlaps with checking, encoding and producing: one thread fetches the next
+batches, another checks and encodes them (database drivers, DuckDB, Polars and Arrow
+release the GIL), while this one produces.
 """
 
 from __future__ import annotations
@@ -267,13 +268,16 @@ class Extractor:
                 with producer.transaction():
                     self._write_watermark(producer, source, read.watermark, counts.totals, counts)
                 since = counts.resume = read.watermark
-            # Checking and encoding (DuckDB, Polars: no GIL) run in the reader thread, so
-            # they overlap with producing the previous batch here.
+            # Reading (the drivers), then checking and encoding (DuckDB, Polars, Arrow)
+            # run in two threads of their own, all three releasing the GIL, so they
+            # overlap with each other and with producing here: at most two batches wait
+            # at each step. With frames, reading and framing took about as long each
+            # (1M lineitem rows: 5.7, 5.7, 6.3 s one thread; 5.1, 5.2, 5.6 s two).
             check = partial(_check, limit=self._max_record, configured=self._message_max)
             if self.config.kafka.topic.framing == "arrow":
                 active = topics.active(self.config.name, table)
                 check = partial(check, partitions=producer.partition_count(active))
-            checked_batches = (check(source, contract, batch) for batch in read)
+            checked_batches = (check(source, contract, batch) for batch in _prefetch(read))
             for checked in _prefetch(checked_batches):
                 read_now, invalid_now = len(checked.keys), len(checked.rejects)
                 totals = {
