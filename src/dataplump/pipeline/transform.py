@@ -628,7 +628,7 @@ class Transformer:
             assert frame.keys is not None
             for index, key in enumerate(frame.keys):
                 row = _FrameRow(frame, index, key)
-                self._lineage[id(row)] = [*frame.lineage, (HEADER_PK, key)]
+                self._lineage[id(row)] = row.headers()
                 records.append(row)  # type: ignore[arg-type]  # a Message in all we read
             rows += len(frame.keys)
         return records, rows
