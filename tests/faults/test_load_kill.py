@@ -10,11 +10,12 @@ once in the curated table of every sink, and every DLQ and failed record once in
 
 The kill moments come from a seeded random generator; the seed is printed and
 ``DATAPLUMP_KILL_SEED=<seed>`` replays a run; ``DATAPLUMP_KILL_POINTS`` sets how many
-kills per test (default 10: the stage's two tests make 20 kill points). Most kills
+kills per test (default 10: the stage's three tests make 30 kill points). Most kills
 wait until the curated Delta table got more commits and then a random extra delay, so
 the process dies anywhere in a poll's life; some land blind, during start-up or the
 first two polls (never later: a run must not drain the topics before the kills are
-made).
+made). The merge test runs on rows and on frames (``kafka.topic.framing: arrow``: many
+rows share a record, so an offset).
 """
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ def data(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Load
     return loadable(tmp_path_factory.mktemp("orders"), kafka_bootstrap, ROWS)
 
 
+@pytest.fixture(scope="module")
+def framed(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Loadable:
+    """The same orders with ``kafka.topic.framing: arrow``: frames of about 100 rows on
+    ``.processed`` (source batches of 200, two partitions), so a poll of 150 rows holds
+    one frame and a kill can land between any two."""
+    folder = tmp_path_factory.mktemp("framed")
+    return loadable(folder, kafka_bootstrap, ROWS, batch_size=200, framing="arrow")
+
+
 @pytest.fixture
 def seed() -> int:
     """The seed of this test's kill moments (printed; ``DATAPLUMP_KILL_SEED`` replays one)."""
@@ -88,12 +98,15 @@ def kill_then_load(killer: Killer[Loading]) -> int:
 
 
 @pytest.mark.timeout(TEST_BUDGET + 120)
+@pytest.mark.parametrize("framing", ["data", "framed"], ids=["row", "arrow"])
 def test_load_into_lake_and_warehouse_survives_kill_9(
     tmp_path: Path,
-    data: Loadable,
+    request: pytest.FixtureRequest,
+    framing: str,
     postgres_url: str,
     seed: int,
 ) -> None:
+    data: Loadable = request.getfixturevalue(framing)
     lake = tmp_path / "lake"
     sinks = {
         "lake": {"kind": "delta", "path": str(lake), "mode": "merge"},

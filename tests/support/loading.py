@@ -26,7 +26,7 @@ from dataplump.pipeline.extract import Extractor
 from dataplump.pipeline.transform import Transformer
 from dataplump.sinks.delta import read_delta
 from tests.support.cli import CliResult, Command
-from tests.support.topics import read_committed
+from tests.support.topics import ids, read_committed
 from tests.support.transformation import Expected, write_pipeline
 
 
@@ -66,10 +66,18 @@ class Loadable:
         return path
 
 
-def loadable(folder: Path, bootstrap: str, rows: int, partitions: int = 2) -> Loadable:
+def loadable(
+    folder: Path,
+    bootstrap: str,
+    rows: int,
+    partitions: int = 2,
+    *,
+    batch_size: int = 1000,
+    framing: str = "row",
+) -> Loadable:
     """Extract and transform ``rows`` orders (the last 5% rejected by the contract)."""
     path, name = write_pipeline(
-        folder, bootstrap, rows=rows, batch_size=1000, partitions=partitions
+        folder, bootstrap, rows=rows, batch_size=batch_size, partitions=partitions, framing=framing
     )
     config = json.loads(path.read_text())
     limit = rows - rows // 20
@@ -83,7 +91,7 @@ def loadable(folder: Path, bootstrap: str, rows: int, partitions: int = 2) -> Lo
     expected = Expected.of(rows)
     dlq = frozenset(i for i in range(1, rows + 1) if i > limit)
     counts = {
-        "processed": len(read_committed(bootstrap, topics.processed(name, "orders"))),
+        "processed": sum(ids(read_committed(bootstrap, topics.processed(name, "orders"))).values()),
         "failed": len(read_committed(bootstrap, topics.failed(name))),
         "dlq": len(read_committed(bootstrap, topics.dlq(name, "orders"))),
     }
@@ -128,7 +136,7 @@ def check_lake(lake: Path, data: Loadable, report: str = "") -> None:
     missing = sorted(data.processed - set(orders["id"]))[:10]
     extra = sorted(set(orders["id"]) - data.processed)[:10]
     assert (missing, extra) == ([], []), f"lake orders: missing, extra {report}"
-    for table, ids, count in (
+    for table, wanted, count in (
         ("_dlq", data.dlq, data.records["dlq"]),
         ("_failed", data.failed, data.records["failed"]),
     ):
@@ -136,7 +144,7 @@ def check_lake(lake: Path, data: Loadable, report: str = "") -> None:
         where = list(zip(rows["_dp_topic"], rows["_dp_partition"], rows["_dp_offset"], strict=True))
         assert not twice(where), f"{table}: records twice {twice(where)} {report}"
         assert len(where) == count, f"{table}: {len(where)} rows, {count} records {report}"
-        assert set(key_ids(rows["key"])) == ids, f"{table}: wrong keys {report}"
+        assert set(key_ids(rows["key"])) == wanted, f"{table}: wrong keys {report}"
 
 
 def warehouse_ids(url: str, table: str = "orders") -> list[int]:

@@ -18,9 +18,11 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from confluent_kafka import Message
 
 from dataplump.bus.records import RecordDecodeError
 
@@ -106,6 +108,20 @@ def decode_frame(value: bytes | None, schema: pa.Schema | None = None) -> pa.Tab
 
 def _describe(schema: pa.Schema) -> str:
     return ", ".join(f"{field.name} {field.type}" for field in schema)
+
+
+def rows_in(message: Message) -> int:
+    """Rows a record holds: the ``dp.rows`` header of a frame, 1 for a row's record (and
+    for a frame whose header is unreadable: what it counts as when it fails)."""
+    if message.key() is not None:  # a frame has no key
+        return 1
+    headers: dict[str, Any] = dict(message.headers() or ())
+    if headers.get(HEADER_FRAMING) != ARROW_FRAMING:
+        return 1
+    try:
+        return max(1, int(headers.get(HEADER_ROWS) or b"1"))
+    except ValueError:
+        return 1
 
 
 def partitions_of(keys: Sequence[bytes], partitions: int) -> np.ndarray:

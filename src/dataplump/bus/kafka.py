@@ -635,10 +635,12 @@ def count_records(
     ranges: Mapping[tuple[str, int], tuple[int, int]],
     *,
     classify: Callable[[Message], str] = lambda _message: "",
+    weigh: Callable[[Message], int] = lambda _message: 1,
     extra: Mapping[str, str] | None = None,
     timeout: float = 60.0,
 ) -> Counter[str]:
-    """Committed records in each ``(start, end)`` offset range, by ``classify(record)``.
+    """Committed records in each ``(start, end)`` offset range, by ``classify(record)``,
+    each counting as ``weigh(record)`` (the rows of a frame, say).
 
     Offsets are not a count: commit and abort markers and aborted records take offsets
     too, so the records are read (read_committed) to count them exactly. Records of a
@@ -667,7 +669,7 @@ def count_records(
                 elif error is not None:
                     raise wrap_kafka_error(error, f"counting records of {key[0]}")
                 elif key in todo and int(message.offset() or 0) < todo[key][1]:
-                    counts[classify(message)] += 1
+                    counts[classify(message)] += weigh(message)
             positions = reader.position([TopicPartition(t, p) for t, p in todo])
             for tp in positions:
                 if tp.offset >= todo[(tp.topic, tp.partition)][1]:

@@ -337,10 +337,11 @@ class TopicConfig(_Model):
     replication_factor: Annotated[int, Field(gt=0, le=1000)] = 1
     """Copies of each partition; at most the number of brokers."""
     framing: Literal["row", "arrow"] = "row"
-    """How valid rows travel on the active topics: `row`, one JSON record per row (what
-    any Kafka tool reads), or `arrow`, many rows per record as an LZ4-compressed Arrow IPC
-    frame (about ten times cheaper a row; dead-letter and failed records stay one per
-    row). The DuckDB engine reads both; the Spark engine only `row`."""
+    """How valid rows travel on the active and processed topics: `row`, one JSON record
+    per row (what any Kafka tool reads), or `arrow`, many rows per record as an
+    LZ4-compressed Arrow IPC frame (about ten times cheaper a row; dead-letter and failed
+    records stay one per row). The DuckDB engine and the loader read both; the Spark
+    engine only `row`."""
 
 
 class KafkaConfig(_Model):

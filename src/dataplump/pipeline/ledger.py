@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Message
 
+from dataplump.bus.frames import rows_in
 from dataplump.bus.kafka import count_records, existing_topics, group_offsets, log_bounds
 from dataplump.config import PipelineConfig
 from dataplump.pipeline import topics
@@ -246,7 +247,9 @@ def _in_flight(
             table = _failed_table(message.value())
         return f"{kind}\t{table}"
 
-    counted: Counter[str] = count_records(bootstrap, ranges, classify=classify, extra=client)
+    counted: Counter[str] = count_records(
+        bootstrap, ranges, classify=classify, weigh=rows_in, extra=client
+    )
     for label, n in counted.items():
         kind, _, table = label.partition("\t")
         if table in ledgers:

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
+from dataplump.bus.frames import HEADER_FRAMING, decode_frame
 from dataplump.bus.kafka import (
-    consume_batch,
     consumer,
     create_topics,
     log_bounds,
@@ -46,16 +47,19 @@ from dataplump.bus.records import (
     HEADER_PK,
     HEADER_RUN,
     HEADER_SOURCE,
+    RecordDecodeError,
+    encode_keys,
     header_columns,
 )
 from dataplump.bus.records import decode_rows as decode_values
-from dataplump.bus.schemas import HEADER_SCHEMA, SchemaRegistry
+from dataplump.bus.schemas import HEADER_SCHEMA, SchemaRegistry, UnknownSchemaError
 from dataplump.config import PipelineConfig
 from dataplump.errors import TerminalError, TransientError
 from dataplump.notify.errors import MalformedAlertError
 from dataplump.notify.events import decode
 from dataplump.pipeline import topics
 from dataplump.pipeline._gc import gc_paused
+from dataplump.pipeline._polls import RowPoll
 from dataplump.pipeline.runs import RUN_SCHEMA, StageCounts, new_run_id, record_run
 from dataplump.sinks import LINEAGE_COLUMNS, OFFSET, PARTITION, TOPIC, Sink, SinkTarget, open_sink
 
@@ -117,6 +121,11 @@ class Loader:
         self.run_id = run_id or new_run_id()
         self.on_progress = on_progress or (lambda _counts: None)
         self.max_records = max_records
+        self._poll = RowPoll(
+            max_records,
+            framed=config.kafka.topic.framing == "arrow",  # a frame holds a source batch at most
+            largest_frame=max((config.tables[t].batch_size for t in self.tables), default=1),
+        )
         self.poll_timeout = poll_timeout
         self._client = config.kafka.client_config(bootstrap)
         self._client.pop("bootstrap.servers")
@@ -188,7 +197,7 @@ class Loader:
                         self._seek_to_sinks(client, client.assignment())
                         rewind = False
                     with gc_paused():
-                        messages = consume_batch(client, self.max_records, self.poll_timeout)
+                        messages = self._poll.poll(client, self.poll_timeout)
                         got = bool(messages)
                         if got:
                             self._load(client, messages)
@@ -228,6 +237,7 @@ class Loader:
 
     # -- one poll ------------------------------------------------------------------------
     def _load(self, client: Consumer, messages: list[Message]) -> None:
+        """Write one poll's rows to their sinks."""
         for batch in _Records.by_topic(messages):
             table, sinks = self._routes[batch.topic]
             rows = self._rows(batch, table)
@@ -237,7 +247,7 @@ class Loader:
                 result = sink.write(rows, offsets)
                 counts.loaded[sink.name] = counts.loaded.get(sink.name, 0) + result.written
                 counts.skipped += result.skipped
-            counts.consumed += len(batch.messages)
+            counts.consumed += rows.num_rows
             counts.batches += 1
             self.on_progress(counts)
         try:  # only to show the lag: the sinks hold the truth
@@ -249,7 +259,46 @@ class Loader:
         """The records as rows of their table, lineage columns last."""
         if table in OPS_TABLES:
             return _with_lineage(_ops_rows(table, batch.messages), batch)
-        return _with_lineage(self._decode(batch), batch)
+        if batch.header(HEADER_FRAMING).null_count == len(batch.messages):
+            return _with_lineage(self._decode(batch), batch)
+        return self._unframe(batch, self.config.tables[table].primary_key)
+
+    def _unframe(self, batch: _Records, primary_key: Sequence[str]) -> pa.Table:
+        """The rows of records some of which are frames (``kafka.topic.framing: arrow``),
+        in record order, lineage columns last: each run of single-row records is decoded
+        in one call, each frame on its own. A frame's rows share its partition, offset
+        and lineage headers; the ``_dp_pk`` of each is its key."""
+        sids = batch.header(HEADER_SCHEMA).to_pylist()
+        framed = batch.header(HEADER_FRAMING).is_valid().to_pylist()
+        parts: list[pa.Table] = []
+        keys: list[pa.Array] = []
+        rows_of = np.ones(len(sids), np.int64)
+        start = 0
+        for (frame, sid), run in groupby(zip(framed, sids, strict=True)):
+            end = start + sum(1 for _ in run)
+            if not frame:
+                parts.append(self._decode(_Records(batch.topic, batch.messages[start:end])))
+                keys.append(pa.nulls(end - start, pa.string()))
+            for index in range(start, end) if frame else ():
+                rows = self._decode_frame(batch, index, sid)
+                parts.append(rows)
+                keys.append(pa.array(encode_keys(rows, primary_key)).cast(pa.string()))
+                rows_of[index] = rows.num_rows
+            start = end
+        data = pa.concat_tables(parts, promote_options="permissive")
+        return _with_lineage(data, batch, rows_of, pa.concat_arrays(keys))
+
+    def _decode_frame(self, batch: _Records, index: int, sid: bytes | None) -> pa.Table:
+        message = batch.messages[index]
+        try:
+            if sid is None:
+                raise RecordDecodeError("the frame has no dp.schema header")
+            return decode_frame(message.value(), self.schemas.get(sid.decode()))
+        except (RecordDecodeError, UnknownSchemaError) as exc:
+            raise LoadError(
+                f"{batch.topic} partition {message.partition()} offset {message.offset()}:"
+                f" {exc}; it was not written by DataPlump's transformation"
+            ) from None
 
     def _decode(self, batch: _Records) -> pa.Table:
         """The values of ``batch`` as one table, grouped by their ``dp.schema`` for decoding
@@ -405,7 +454,8 @@ class _Records:
         """The value of header ``name`` in each record (null where it lacks it)."""
         if self._headers is None:
             headers: Any = list(map(Message.headers, self.messages))
-            self._headers = header_columns(headers, (*LINEAGE_HEADERS, HEADER_SCHEMA))
+            names = (*LINEAGE_HEADERS, HEADER_SCHEMA, HEADER_FRAMING)
+            self._headers = header_columns(headers, names)
         return self._headers[name]
 
     def next_offsets(self) -> dict[tuple[str, int], int]:
@@ -428,19 +478,33 @@ def _text(values: pa.BinaryArray, what: str, batch: _Records) -> pa.Array:
         ) from None
 
 
-def _with_lineage(data: pa.Table, batch: _Records) -> pa.Table:
-    """``data`` with the lineage columns of its records appended."""
-    count = len(batch.messages)
+def _with_lineage(
+    data: pa.Table,
+    batch: _Records,
+    rows_of: np.ndarray | None = None,
+    keys: pa.Array | None = None,
+) -> pa.Table:
+    """``data`` with the lineage columns of its records appended: one row per record,
+    or ``rows_of[i]`` rows of record ``i`` (a frame), whose ``_dp_pk`` is ``keys`` where
+    not null."""
+    index = None if rows_of is None else np.repeat(np.arange(len(rows_of)), rows_of)
+
+    def header(name: str) -> pa.Array:
+        values = _text(batch.header(name), name, batch)
+        return values if index is None else values.take(pa.array(index))
+
+    def each(values: np.ndarray) -> np.ndarray:
+        return values if index is None else values[index]
+
+    pk = header(HEADER_PK)
     columns = {
-        "_dp_source": _text(batch.header(HEADER_SOURCE), HEADER_SOURCE, batch),
-        "_dp_pk": _text(batch.header(HEADER_PK), HEADER_PK, batch),
-        "_dp_extracted_at": _text(
-            batch.header(HEADER_EXTRACTED_AT), HEADER_EXTRACTED_AT, batch
-        ).cast(LINEAGE_COLUMNS["_dp_extracted_at"]),
-        "_dp_run": _text(batch.header(HEADER_RUN), HEADER_RUN, batch),
-        TOPIC: pa.repeat(pa.scalar(batch.topic, pa.string()), count),
-        PARTITION: pa.array(batch.partitions, pa.int32()),
-        OFFSET: pa.array(batch.offsets, pa.int64()),
+        "_dp_source": header(HEADER_SOURCE),
+        "_dp_pk": pk if keys is None else pc.coalesce(keys, pk),
+        "_dp_extracted_at": header(HEADER_EXTRACTED_AT).cast(LINEAGE_COLUMNS["_dp_extracted_at"]),
+        "_dp_run": header(HEADER_RUN),
+        TOPIC: pa.repeat(pa.scalar(batch.topic, pa.string()), data.num_rows),
+        PARTITION: pa.array(each(batch.partitions), pa.int32()),
+        OFFSET: pa.array(each(batch.offsets), pa.int64()),
     }
     for name, array in columns.items():
         if name in data.column_names:

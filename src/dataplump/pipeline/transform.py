@@ -37,11 +37,19 @@ import polars as pl
 import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
-from dataplump.bus.frames import ARROW_FRAMING, HEADER_FRAMING, HEADER_ROWS, decode_frame
+from dataplump.bus.frames import (
+    ARROW_FRAMING,
+    HEADER_FRAMING,
+    HEADER_ROWS,
+    decode_frame,
+    encode_frame,
+    encode_frames,
+    partitions_of,
+    rows_in,
+)
 from dataplump.bus.kafka import (
     Headers,
     Producer,
-    consume_batch,
     consumer,
     create_topics,
     log_bounds,
@@ -79,6 +87,7 @@ from dataplump.errors import DataPlumpError, TransientError
 from dataplump.notify.events import error_alert, produce_alert, records_alert
 from dataplump.pipeline import topics
 from dataplump.pipeline._gc import gc_paused
+from dataplump.pipeline._polls import RowPoll
 from dataplump.pipeline.runs import StageCounts, new_run_id, produce_run
 from dataplump.pipeline.state import ensure_state_topics, read_state, write_state
 
@@ -251,12 +260,11 @@ class Transformer:
         self.on_progress = on_progress or (lambda _counts: None)
         self.max_records = max_records
         self.poll_timeout = poll_timeout
-        self._per_poll = max_records
-        """Records a poll asks for: ``max_records`` rows, counting a frame as its rows
-        (see :meth:`_fit_poll`)."""
-        if config.kafka.topic.framing == "arrow":  # a frame holds at most a source batch
-            largest = max((config.tables[t].batch_size for t in self.tables), default=1)
-            self._per_poll = max(1, max_records // largest)
+        self._poll = RowPoll(
+            max_records,
+            framed=config.kafka.topic.framing == "arrow",  # a frame holds a source batch at most
+            largest_frame=max((config.tables[t].batch_size for t in self.tables), default=1),
+        )
         self._client = config.kafka.client_config(bootstrap)
         self._client.pop("bootstrap.servers")
         self._max_record = max_record_bytes(self._client)
@@ -285,9 +293,9 @@ class Transformer:
         self.counts = {table: TransformCounts(table) for table in self.tables}
         self.group_id = topics.transform_group(config.name)
         self.transactional_id = f"dataplump.{config.name}.transform.{slot}"
-        self._last_rows = 0
-        """Rows in the records of the last poll (a frame counts its rows)."""
         self._lineage: dict[int, Headers] = {}
+        self._partitions: dict[str, int] = {}
+        """Partitions of each ``.processed`` topic framed rows were written to."""
         """Lineage headers of the records of the batch being transformed, by id()."""
         self._table_of = {topics.active(config.name, table): table for table in self.tables}
         self._once_failing_since: float | None = None
@@ -338,14 +346,13 @@ class Transformer:
             while not stop.is_set():
                 failed: TransientError | None = None
                 with gc_paused():  # one poll and its transaction, as the loader's
-                    messages = consume_batch(client, self._per_poll, self.poll_timeout)
+                    messages = self._poll.poll(client, self.poll_timeout)
                     got = bool(messages)
                     if got:
                         try:
                             self._transaction(producer, client, messages)
                         except TransientError as exc:
                             failed = exc
-                        self._fit_poll(len(messages))
                         self._lineage.clear()  # its header lists go with the messages
                     del messages  # freed before the collector is back (see gc_paused)
                 if not got:
@@ -380,12 +387,6 @@ class Transformer:
             counts.finished = time.monotonic()
             self.on_progress(counts)
         return list(self.counts.values())
-
-    def _fit_poll(self, records: int) -> None:
-        """Size the next poll so it holds about ``max_records`` rows, from the rows per
-        record of the last one (``_last_rows``): frames hold many rows, a row record one."""
-        per_record = max(1.0, self._last_rows / records)
-        self._per_poll = max(1, min(self.max_records, int(self.max_records / per_record)))
 
     def _open_producer(self) -> Producer:
         """This slot's transactional producer; reads the totals it continues."""
@@ -447,7 +448,6 @@ class Transformer:
         # All the work first, then the transaction: it stays open only while records are
         # produced (a long engine run inside it would outlast `transaction.timeout.ms`).
         self._lineage.clear()
-        self._last_rows = 0
         prepared = [self._prepare(table, batch) for table, batch in by_table.items()]
         deltas = []
         totals = {}
@@ -487,7 +487,6 @@ class Transformer:
         """Decode, transform and check one table's messages, producing nothing."""
         failures: list[_Failure] = []
         records, rows = self._unframe(table, messages, failures)
-        self._last_rows += rows
         counts = TransformCounts(table, consumed=rows, batches=1)
         records, superseded = _newest_versions(records)
         inputs, decoded = self._decode(records, failures)
@@ -771,13 +770,15 @@ class Transformer:
     ) -> tuple[int, list[_Failure]]:
         """Queue the valid output rows; return how many, and the failures of the rows too
         large for a Kafka record (``message.max.bytes``), which are not queued."""
-        primary_key = self.config.tables[table].primary_key
-        keys, values = encode_keys(output, primary_key), encode_rows(output)
+        keys = encode_keys(output, self.config.tables[table].primary_key)
         extra: Headers = [
             (HEADER_SCHEMA, self.schemas.publish(producer, output.schema).encode()),
             (HEADER_TRANSFORMED_AT, datetime.now(UTC).isoformat().encode()),
             (HEADER_TRANSFORM_RUN, self.run_id.encode()),
         ]
+        if self.config.kafka.topic.framing == "arrow":
+            return self._produce_frames(producer, table, output, keys, lineage, extra)
+        values = encode_rows(output)
         lineage_of = self._lineage.get
         too_large: list[_Failure] = []
         limit = self._max_record - record_bytes(None, None, extra)
@@ -786,15 +787,9 @@ class Transformer:
             headers = lineage_of(id(source), ())
             size = record_bytes(keys[row], values[row], headers)
             if size > limit:
-                reason = _reason(
-                    "record_too_large",
-                    None,
-                    None,
-                    f"the transformed row is a {size + self._max_record - limit}-byte record,"
-                    f" over message.max.bytes ({self._message_max} bytes here)",
+                too_large.append(
+                    self._too_large(table, source, values[row], size + self._max_record - limit)
                 )
-                message = source if source is not None else _Orphan(table, self.config.name)
-                too_large.append(_Failure(message, "output", [reason], values[row]))
         if too_large:
             big = {id(f.output) for f in too_large}
             kept = [i for i, v in enumerate(values) if id(v) not in big]
@@ -808,6 +803,77 @@ class Transformer:
             ),
         )
         return produced, too_large
+
+    def _produce_frames(
+        self,
+        producer: Producer,
+        table: str,
+        output: pa.Table,
+        keys: list[bytes],
+        lineage: list[Message | None],
+        extra: Headers,
+    ) -> tuple[int, list[_Failure]]:
+        """Queue the valid output rows as frames (``kafka.topic.framing: arrow``): one or
+        more per source batch (the rows sharing their lineage headers but ``dp.pk``) and
+        partition of ``.processed`` (the one each row's key picks, as for a row record).
+        A row too large for a frame even alone fails as ``record_too_large``."""
+        topic = topics.processed(self.config.name, table)
+        if topic not in self._partitions:
+            self._partitions[topic] = producer.partition_count(topic)
+        partition_of = partitions_of(keys, self._partitions[topic])
+        produced = 0
+        too_large: list[_Failure] = []
+        for base, rows in self._by_source_batch(lineage):
+            for partition in np.unique(partition_of[rows]).tolist():
+                picked = rows[partition_of[rows] == partition]
+                headers: Headers = [*base, (HEADER_FRAMING, ARROW_FRAMING), *extra]
+                most = [*headers, (HEADER_ROWS, b"%d" % len(picked))]
+                limit = self._max_record - record_bytes(None, None, most)
+                frames, big = encode_frames(output.take(pa.array(picked)), limit)
+                for frame in frames:
+                    produced += frame.rows
+                    producer.produce(
+                        topic,
+                        frame.value,
+                        headers=[*headers, (HEADER_ROWS, b"%d" % frame.rows)],
+                        partition=partition,
+                    )
+                alone = picked[big].tolist()
+                values = encode_rows(output.take(pa.array(alone, pa.int64()))) if alone else []
+                for row, value in zip(alone, values, strict=True):
+                    size = len(encode_frame(output.slice(row, 1))) + self._max_record - limit
+                    too_large.append(self._too_large(table, lineage[row], value, size))
+        return produced, too_large
+
+    def _by_source_batch(self, lineage: list[Message | None]) -> list[tuple[Headers, np.ndarray]]:
+        """The output rows (their indices, in order) grouped by their lineage headers
+        less ``dp.pk``: the rows of one source batch share them."""
+        # a frame's rows share its frame; a row record is alone (till its headers match)
+        sources = np.fromiter((id(getattr(s, "frame", s)) for s in lineage), np.int64, len(lineage))
+        _, first, inverse = np.unique(sources, return_index=True, return_inverse=True)
+        groups: dict[tuple[tuple[str, Any], ...], list[int]] = defaultdict(list)
+        for group in np.argsort(first).tolist():  # in the order of their first rows
+            row = int(first[group])
+            headers = self._lineage.get(id(lineage[row]), ())
+            groups[tuple((k, v) for k, v in headers if k != HEADER_PK)].append(group)
+        if len(groups) == 1:
+            return [(list(next(iter(groups))), np.arange(len(lineage)))]
+        return [
+            (list(base), np.flatnonzero(np.isin(inverse, members)))
+            for base, members in groups.items()
+        ]
+
+    def _too_large(self, table: str, source: Message | None, value: bytes, size: int) -> _Failure:
+        """The failure of an output row too large for a Kafka record: ``size`` bytes."""
+        reason = _reason(
+            "record_too_large",
+            None,
+            None,
+            f"the transformed row is a {size}-byte record, over message.max.bytes"
+            f" ({self._message_max} bytes here)",
+        )
+        message = source if source is not None else _Orphan(table, self.config.name)
+        return _Failure(message, "output", [reason], value)
 
     def _failed_record(
         self,
@@ -1018,12 +1084,8 @@ class _Frame:
     def of(cls, message: Message) -> _Frame:
         headers: dict[str, Any] = dict(message.headers() or ())
         lineage: Headers = [(k, v) for k, v in headers.items() if k in LINEAGE and v is not None]
-        try:
-            rows = int(headers.get(HEADER_ROWS) or b"1")
-        except ValueError:
-            rows = 1
         sid = (headers.get(HEADER_SCHEMA) or b"").decode(errors="replace")
-        return cls(message, sid, lineage, max(rows, 1))
+        return cls(message, sid, lineage, rows_in(message))
 
     def read(self, schemas: SchemaRegistry, primary_key: Sequence[str]) -> None:
         """Decode the rows (of the schema ``dp.schema`` names) and encode their keys."""

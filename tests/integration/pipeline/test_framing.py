@@ -14,20 +14,25 @@ import sqlite3
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
 import pytest
 
 from dataplump.bus.frames import HEADER_ROWS, decode_frame, partitions_of
-from dataplump.bus.kafka import Producer, create_topics
+from dataplump.bus.kafka import Headers, Producer, create_topics
 from dataplump.bus.records import HEADER_PK, encode_keys, encode_rows
 from dataplump.bus.schemas import HEADER_SCHEMA, SchemaRegistry
 from dataplump.config import load_config
 from dataplump.pipeline import topics
 from dataplump.pipeline.extract import Extractor
+from dataplump.pipeline.ledger import read_ledger
+from dataplump.pipeline.load import Loader, LoadError
 from dataplump.pipeline.transform import Transformer
+from tests.support.loading import delta_rows, warehouse_ids
 from tests.support.topics import headers_of, read_committed
+from tests.support.topics import ids as row_ids
 from tests.support.transformation import Expected, check_exactly_once, write_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
@@ -37,38 +42,42 @@ BIG = 7
 """The row whose note (40 kB of hex) fits no frame under the 20 kB record limit."""
 
 
-def make_pipeline(tmp_path: Path, bootstrap: str) -> Path:
+def make_pipeline(tmp_path: Path, bootstrap: str, *, doubled: int | None = None) -> Path:
+    """100 orders, every tenth invalid, ``BIG`` too large for a record even alone; with
+    ``doubled``, that order's note is 12 kB (it fits) and a step appends its reverse
+    (then it does not: random hex hardly compresses, a repeat would)."""
     db = tmp_path / "shop.db"
     with sqlite3.connect(db) as conn:
         conn.execute(
             "CREATE TABLE orders (id INTEGER PRIMARY KEY, amount NUMERIC(10,2), note TEXT)"
         )
+        notes = {BIG: os.urandom(20_000).hex(), doubled: os.urandom(6_000).hex()}
         rows = [
-            (i, f"{i}.50" if i % 10 else "-1.00", os.urandom(20_000).hex() if i == BIG else "ok")
-            for i in range(1, ROWS + 1)
+            (i, f"{i}.50" if i % 10 else "-1.00", notes.get(i, "ok")) for i in range(1, ROWS + 1)
         ]
         conn.executemany("INSERT INTO orders VALUES (?, ?, ?)", rows)
-    file = tmp_path / "dataplump.yaml"
-    file.write_text(
-        json.dumps(
-            {
-                "pipeline": {"name": f"fr{uuid.uuid4().hex[:8]}"},
-                "source": {"url": f"sqlite:///{db}"},
-                "kafka": {
-                    "bootstrap_servers": bootstrap,
-                    "topic": {"partitions": 3, "framing": "arrow"},
-                    "extra": {"message.max.bytes": "20000"},
-                },
-                "tables": {
-                    "orders": {
-                        "primary_key": "id",
-                        "batch_size": 30,
-                        "contract": {"columns": {"amount": {"type": "decimal(10,2)", "min": 0}}},
-                    }
-                },
+    config: dict[str, Any] = {
+        "pipeline": {"name": f"fr{uuid.uuid4().hex[:8]}"},
+        "source": {"url": f"sqlite:///{db}"},
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "topic": {"partitions": 3, "framing": "arrow"},
+            "extra": {"message.max.bytes": "20000"},
+        },
+        "tables": {
+            "orders": {
+                "primary_key": "id",
+                "batch_size": 30,
+                "contract": {"columns": {"amount": {"type": "decimal(10,2)", "min": 0}}},
             }
-        )
-    )
+        },
+    }
+    if doubled is not None:
+        note = f"CASE WHEN id = {doubled} THEN note || reverse(note) ELSE note END AS note"
+        step = {"sql": f"SELECT id, amount, {note} FROM batch"}  # noqa: S608
+        config["transform"] = {"steps": {"orders": [step]}}
+    file = tmp_path / "dataplump.yaml"
+    file.write_text(json.dumps(config))
     return file
 
 
@@ -167,3 +176,120 @@ def test_the_transformation_reads_frames_and_single_rows_exactly_once(
     assert json.loads(headers[HEADER_PK]) == {"id": envelope["input"]["id"]}
     assert envelope["input"]["id"] in expected.failed
     assert {"dp.source", "dp.extracted_at", "dp.run"} <= set(headers)
+
+
+def test_frames_on_processed_load_once_with_their_lineage_and_count_as_rows(
+    tmp_path: Path, kafka_bootstrap: str, postgres_url: str
+) -> None:
+    """The transformation writes frames on ``.processed`` too (one or more per source
+    batch and partition); the ledger counts their rows in flight, and the loader puts
+    every row once in the lake and the warehouse with the lineage a row record gives."""
+    path, _ = write_pipeline(
+        tmp_path, kafka_bootstrap, rows=2_000, batch_size=300, partitions=2, framing="arrow"
+    )
+    file = json.loads(path.read_text())
+    file["sinks"] = {
+        "lake": {"kind": "delta", "path": str(tmp_path / "lake"), "mode": "merge"},
+        "warehouse": {"kind": "postgres", "url": postgres_url, "mode": "merge"},
+    }
+    file["tables"]["orders"]["sinks"] = ["lake", "warehouse"]
+    path.write_text(json.dumps(file))
+    config = load_config(path)
+    expected = Expected.of(2_000)
+    Extractor(config, kafka_bootstrap).run_once()
+    Transformer(config, kafka_bootstrap, max_records=500).run(once=True)
+    check_exactly_once(kafka_bootstrap, config, expected, "frames on .processed")
+
+    processed = read_committed(kafka_bootstrap, topics.processed(config.name, "orders"))
+    # 7 source batches over 2 partitions, polls of about 500 rows: a few dozen frames
+    assert all(headers_of(m)["dp.framing"] == b"arrow" for m in processed)
+    assert 7 <= len(processed) <= 60
+    for frame in processed:
+        headers = headers_of(frame)
+        assert {"dp.source", "dp.extracted_at", "dp.run", HEADER_SCHEMA} <= set(headers)
+        keys = encode_keys(decode_frame(frame.value()), ["id"])
+        assert set(partitions_of(keys, 2).tolist()) == {frame.partition()}
+    assert read_ledger(config, kafka_bootstrap)["orders"].in_flight["load"] == len(
+        expected.processed
+    )
+
+    counts = {c.table: c for c in Loader(config, kafka_bootstrap, max_records=400).run(once=True)}
+    rows = len(expected.processed)
+    assert counts["orders"].consumed == rows
+    assert counts["orders"].loaded == {"lake": rows, "warehouse": rows}
+    assert counts["orders"].batches > 3  # polls of about 400 rows, not every frame at once
+    lineage = ["id", "_dp_pk", "_dp_source", "_dp_run", "_dp_extracted_at", "_dp_offset"]
+    lake = delta_rows(tmp_path / "lake" / "orders", lineage)
+    assert sorted(lake["id"]) == sorted(expected.processed)
+    assert [json.loads(pk) for pk in lake["_dp_pk"]] == [{"id": i} for i in lake["id"]]
+    for column in ("_dp_source", "_dp_run", "_dp_extracted_at"):
+        assert None not in lake[column], column
+    assert len(set(lake["_dp_offset"])) < rows / 10  # a frame's rows share its offset
+    assert sorted(warehouse_ids(postgres_url)) == sorted(expected.processed)
+    ledger = read_ledger(config, kafka_bootstrap)["orders"]
+    assert (ledger.in_flight.get("load", 0), ledger.loaded) == (0, rows)
+
+    # Loaded again from the start (fresh group offsets): the sinks hold every frame.
+    again = {c.table: c for c in Loader(config, kafka_bootstrap).run(once=True)}
+    assert again["orders"].consumed == 0
+    assert sorted(delta_rows(tmp_path / "lake" / "orders", ["id"])["id"]) == sorted(
+        expected.processed
+    )
+
+
+def test_a_transformed_row_too_large_for_a_frame_alone_fails_and_the_rest_go_on(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    doubled = 17
+    config = load_config(make_pipeline(tmp_path, kafka_bootstrap, doubled=doubled))
+    Extractor(config, kafka_bootstrap).run_once()
+    [counts] = Transformer(config, kafka_bootstrap).run(once=True)
+    valid = set(range(1, ROWS + 1)) - {i for i in range(1, ROWS + 1) if i % 10 == 0} - {BIG}
+    assert (counts.consumed, counts.processed, counts.failed) == (89, 88, 1)
+    processed = read_committed(kafka_bootstrap, topics.processed(config.name, "orders"))
+    assert set(row_ids(processed)) == valid - {doubled}
+    [failed] = read_committed(kafka_bootstrap, topics.failed(config.name))
+    headers = headers_of(failed)
+    # too large for the failed store too with its input: shrunk, which says so again
+    assert set(headers["dp.error.rules"].split(b",")) == {b"record_too_large"}
+    assert b"over message.max.bytes (20000 bytes here)" in headers["dp.error.message"]
+    assert json.loads(headers[HEADER_PK]) == {"id": doubled}
+
+
+def test_a_frame_that_does_not_decode_fails_alone_then_stops_the_loader_in_one_line(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    """On ``.active`` a broken frame is one failed record (the others go on), counted as
+    the rows its ``dp.rows`` names; on ``.processed`` it stops the loader with one line
+    naming where it is, before anything of its poll is written."""
+    path, _ = write_pipeline(tmp_path, kafka_bootstrap, rows=100, batch_size=50, framing="arrow")
+    config = load_config(path)
+    Extractor(config, kafka_bootstrap).run_once()
+    frames = read_committed(kafka_bootstrap, topics.active(config.name, "orders"))
+    broken: Headers = [
+        (k, b"7" if k == HEADER_ROWS else v) for k, v in headers_of(frames[0]).items()
+    ]
+    producer = Producer(kafka_bootstrap, transactional_id=f"test-{uuid.uuid4().hex}")
+    with producer.transaction():
+        producer.produce(topics.active(config.name, "orders"), b"\x00not arrow", headers=broken)
+    [counts] = Transformer(config, kafka_bootstrap).run(once=True)
+    expected = Expected.of(100)
+    assert (counts.consumed, counts.failed) == (107, len(expected.failed) + 1)
+    failed = read_committed(kafka_bootstrap, topics.failed(config.name))
+    rules = Counter(headers_of(m)["dp.error.rules"] for m in failed)
+    assert rules[b"malformed_record"] == 1
+    processed = topics.processed(config.name, "orders")
+    written = read_committed(kafka_bootstrap, processed)
+    assert set(row_ids(written)) == expected.processed
+    frame = written[0]
+    with producer.transaction():
+        producer.produce(processed, b"\x00not arrow", headers=[*headers_of(frame).items()])
+    file = json.loads(path.read_text())
+    file["sinks"] = {"lake": {"kind": "delta", "path": str(tmp_path / "lake")}}
+    path.write_text(json.dumps(file))
+    with pytest.raises(LoadError) as raised:
+        Loader(load_config(path), kafka_bootstrap, tables=["orders"], ops=False).run(once=True)
+    message = str(raised.value)
+    assert message.startswith(f"{processed} partition 0 offset ")
+    assert "the frame is not a readable Arrow IPC stream" in message
+    assert "\n" not in message
