@@ -88,9 +88,12 @@ def write_pipeline(ctx: Context, framing: str = "row") -> Path:
     )
 
 
-def count_records(bootstrap: str, topic: str) -> int:
-    """Committed records in ``topic`` from its start to its end (read_committed)."""
+def count_rows(bootstrap: str, topic: str) -> int:
+    """Committed rows in ``topic`` from its start to its end (read_committed): a record
+    of one row each, a frame (``kafka.topic.framing: arrow``) its ``dp.rows``."""
     from confluent_kafka import Consumer, TopicPartition
+
+    from dataplump.bus.frames import rows_in
 
     consumer = Consumer(
         {
@@ -117,7 +120,7 @@ def count_records(bootstrap: str, topic: str) -> int:
                 raise RuntimeError(f"counting {topic}: still short of the end after 120 s")
             for message in consumer.consume(10_000, 1.0):
                 if message.error() is None:
-                    count += 1
+                    count += rows_in(message)
             done = [
                 tp.partition
                 for tp in consumer.position([TopicPartition(topic, p) for p in ends])
@@ -173,9 +176,9 @@ def scenario_3(ctx: Context) -> list[Result]:
         flush=True,
     )
     active = topics.active(name, "lineitem")
-    expected = count_records(ctx.bootstrap, active)
+    expected = count_rows(ctx.bootstrap, active)
     if expected != ctx.rows:
-        raise RuntimeError(f"{active} holds {expected:,} records, not the {ctx.rows:,} loaded")
+        raise RuntimeError(f"{active} holds {expected:,} rows, not the {ctx.rows:,} loaded")
 
     results: list[Result] = []
     outputs: dict[str, tuple[int, int]] = {}
@@ -191,8 +194,8 @@ def scenario_3(ctx: Context) -> list[Result]:
     processed, failed = topics.processed(name, "lineitem"), topics.failed(name)
     results.append(_dataplump(ctx, "dataplump", pipeline, "duckdb"))
     outputs["dataplump"] = (
-        count_records(ctx.bootstrap, processed),
-        count_records(ctx.bootstrap, failed),
+        count_rows(ctx.bootstrap, processed),
+        count_rows(ctx.bootstrap, failed),
     )
     # The same rows as Arrow frames on another pipeline's .active (filled, not counted).
     framed_pipeline = write_pipeline(ctx, framing="arrow")
@@ -200,8 +203,8 @@ def scenario_3(ctx: Context) -> list[Result]:
     Extractor(framed, ctx.bootstrap).run_once()
     results.append(_dataplump(ctx, ARROW_TOOL, framed_pipeline, "duckdb"))
     outputs[ARROW_TOOL] = (
-        count_records(ctx.bootstrap, topics.processed(framed.name, "lineitem")),
-        count_records(ctx.bootstrap, topics.failed(framed.name)),
+        count_rows(ctx.bootstrap, topics.processed(framed.name, "lineitem")),
+        count_rows(ctx.bootstrap, topics.failed(framed.name)),
     )
     if spark:
         # the same topics and group: start the group over, count what the topics grew by
@@ -211,8 +214,8 @@ def scenario_3(ctx: Context) -> list[Result]:
         results.append(_dataplump(ctx, "dataplump-spark", pipeline, "spark"))
         before = outputs["dataplump"]
         outputs["dataplump-spark"] = (
-            count_records(ctx.bootstrap, processed) - before[0],
-            count_records(ctx.bootstrap, failed) - before[1],
+            count_rows(ctx.bootstrap, processed) - before[0],
+            count_rows(ctx.bootstrap, failed) - before[1],
         )
 
     peers = ROOT / "bench" / "peers"
@@ -243,7 +246,7 @@ def scenario_3(ctx: Context) -> list[Result]:
         if int(data["rows"]) != expected:
             raise RuntimeError(f"{tool} consumed {int(data['rows']):,} records of {expected:,}")
         results.append(Result(tool, 3, expected, float(data["seconds"]), rss))
-        outputs[tool] = (count_records(ctx.bootstrap, out), count_records(ctx.bootstrap, bad))
+        outputs[tool] = (count_rows(ctx.bootstrap, out), count_rows(ctx.bootstrap, bad))
 
     print(
         "  rows on / failed: "
