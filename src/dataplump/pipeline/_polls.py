@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from confluent_kafka import Consumer, Message
 
 from dataplump.bus.frames import rows_in
 from dataplump.bus.kafka import consume_batch
+from dataplump.config import PipelineConfig
 
 
 class RowPoll:
@@ -27,6 +30,13 @@ class RowPoll:
         self._per_record = max(1, largest_frame)
         """Rows of the largest frame seen (until one is seen, of the largest possible)."""
         self._seen = False
+
+    @classmethod
+    def of(cls, config: PipelineConfig, tables: Sequence[str], rows: int) -> RowPoll:
+        """Polls of ``rows`` rows of the topics of ``tables``: a frame holds at most the
+        rows of one source batch (``batch_size``)."""
+        largest = max((config.tables[t].batch_size for t in tables), default=1)
+        return cls(rows, framed=config.kafka.topic.framing == "arrow", largest_frame=largest)
 
     def poll(self, client: Consumer, timeout: float) -> list[Message]:
         """The next poll's records, waiting up to ``timeout`` seconds for the first."""

@@ -121,11 +121,7 @@ class Loader:
         self.run_id = run_id or new_run_id()
         self.on_progress = on_progress or (lambda _counts: None)
         self.max_records = max_records
-        self._poll = RowPoll(
-            max_records,
-            framed=config.kafka.topic.framing == "arrow",  # a frame holds a source batch at most
-            largest_frame=max((config.tables[t].batch_size for t in self.tables), default=1),
-        )
+        self._poll = RowPoll.of(config, self.tables, max_records)
         self.poll_timeout = poll_timeout
         self._client = config.kafka.client_config(bootstrap)
         self._client.pop("bootstrap.servers")

@@ -260,11 +260,7 @@ class Transformer:
         self.on_progress = on_progress or (lambda _counts: None)
         self.max_records = max_records
         self.poll_timeout = poll_timeout
-        self._poll = RowPoll(
-            max_records,
-            framed=config.kafka.topic.framing == "arrow",  # a frame holds a source batch at most
-            largest_frame=max((config.tables[t].batch_size for t in self.tables), default=1),
-        )
+        self._poll = RowPoll.of(config, self.tables, max_records)
         self._client = config.kafka.client_config(bootstrap)
         self._client.pop("bootstrap.servers")
         self._max_record = max_record_bytes(self._client)
@@ -294,9 +290,9 @@ class Transformer:
         self.group_id = topics.transform_group(config.name)
         self.transactional_id = f"dataplump.{config.name}.transform.{slot}"
         self._lineage: dict[int, Headers] = {}
+        """Lineage headers of the records of the batch being transformed, by id()."""
         self._partitions: dict[str, int] = {}
         """Partitions of each ``.processed`` topic framed rows were written to."""
-        """Lineage headers of the records of the batch being transformed, by id()."""
         self._table_of = {topics.active(config.name, table): table for table in self.tables}
         self._once_failing_since: float | None = None
         self._state_topic = topics.transform_state(config.name)
