@@ -32,7 +32,6 @@ from tests.support.extraction import (
     write_pipeline,
 )
 from tests.support.killer import Killer, Pace
-from tests.support.running import kill_seed
 from tests.support.topics import (
     StateWatcher,
     duplicates,
@@ -65,12 +64,6 @@ def orders_db(request: pytest.FixtureRequest) -> Iterator[OrdersDb]:
     db.create()
     yield db
     db.close()
-
-
-@pytest.fixture
-def seed() -> int:
-    """The seed of this test's kill moments (printed; ``DATAPLUMP_KILL_SEED`` replays one)."""
-    return kill_seed()
 
 
 PACE = Pace(blind=0.25, blind_within=3.0, early=8, steps=6, extra=0.2, tick=0.05, patience=30)

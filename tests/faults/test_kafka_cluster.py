@@ -15,7 +15,6 @@ failed store, the ledger of ``dataplump status --json`` at gap 0 and nothing in 
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -35,14 +34,6 @@ def cluster(tmp_path: Path) -> Iterator[KafkaCluster]:
     """Three nodes of this test alone (killed at the end, pass or fail)."""
     with KafkaCluster(tmp_path / "cluster", nodes=3, min_insync=2) as started:
         yield started
-
-
-@pytest.fixture
-def seed() -> int:
-    """Which broker dies (printed; ``DATAPLUMP_KILL_SEED`` replays one)."""
-    value = int(os.environ.get("DATAPLUMP_KILL_SEED") or random.randrange(2**32))
-    print(f"kill seed: {value} (replay with DATAPLUMP_KILL_SEED={value})")
-    return value
 
 
 def replicas_of(bootstrap: str, prefix: str) -> dict[str, set[int]]:

@@ -33,7 +33,6 @@ from tests.support.loading import (
     check_warehouse,
     loadable,
 )
-from tests.support.running import kill_seed
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
 
@@ -64,12 +63,6 @@ def framed(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Lo
     one frame and a kill can land between any two."""
     folder = tmp_path_factory.mktemp("framed")
     return loadable(folder, kafka_bootstrap, ROWS, batch_size=200, framing="arrow")
-
-
-@pytest.fixture
-def seed() -> int:
-    """The seed of this test's kill moments (printed; ``DATAPLUMP_KILL_SEED`` replays one)."""
-    return kill_seed()
 
 
 def load_killer(config: Path, table: Path, seed: int, logs: Path) -> Killer[Loading]:

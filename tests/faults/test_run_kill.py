@@ -36,7 +36,7 @@ import pytest
 from tests.support.extraction import OrdersDb
 from tests.support.killer import DeltaCommits, Killer, Pace
 from tests.support.loading import delta_commits
-from tests.support.running import Run, check_exact, kill_seed, wait_until, write_run_pipeline
+from tests.support.running import Run, check_exact, wait_until, write_run_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
 
@@ -59,11 +59,6 @@ PACE = Pace(
     show_output=3000,
 )
 """Most kills 1-4 curated commits and up to 600 ms after the last; a quarter blind."""
-
-
-@pytest.fixture
-def seed() -> int:
-    return kill_seed()
 
 
 class Feeder(threading.Thread):

@@ -26,7 +26,6 @@ from dataplump.config import load_config
 from dataplump.pipeline.extract import Extractor
 from dataplump.pipeline.transform import Transformer
 from tests.support.killer import Killer, Pace
-from tests.support.running import kill_seed
 from tests.support.transformation import (
     Expected,
     OutputWatcher,
@@ -51,12 +50,6 @@ PACE = Pace(
 )
 """Most kills 1-500 records out and up to 200 ms after; a quarter blind, in the start-up or
 the first two polls."""
-
-
-@pytest.fixture
-def seed() -> int:
-    """The seed of this test's kill moments (printed; ``DATAPLUMP_KILL_SEED`` replays one)."""
-    return kill_seed()
 
 
 @dataclass(frozen=True)

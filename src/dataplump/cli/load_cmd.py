@@ -54,8 +54,9 @@ def load(
         "--max-records",
         min=1,
         max=MAX_POLL_RECORDS,
-        help="Records per poll, and so per sink commit: smaller means less work redone"
-        " after a crash and less memory, larger means fewer (bigger) commits.",
+        help="Records per poll, and so per sink commit (with `kafka.topic.framing: arrow`,"
+        " rows: a frame counts its rows): smaller means less work redone after a crash"
+        " and less memory, larger means fewer (bigger) commits.",
     ),
 ) -> None:
     """Commit the processed rows to the curated tables of every sink, exactly once.

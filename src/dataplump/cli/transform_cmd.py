@@ -141,8 +141,9 @@ def transform(
         "--max-records",
         min=1,
         max=MAX_POLL_RECORDS,
-        help="Records per poll, and so per transaction: smaller means less work redone"
-        " after a crash, larger means fewer transactions (DuckDB engine; Spark reads"
+        help="Records per poll, and so per transaction (with `kafka.topic.framing: arrow`,"
+        " rows: a frame counts its rows): smaller means less work redone after a crash,"
+        " larger means fewer transactions (DuckDB engine; Spark reads"
         " `transform.spark.batch_records` per micro-batch).",
     ),
     engine: EngineChoice | None = EngineOption,
