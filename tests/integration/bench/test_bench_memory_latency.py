@@ -25,13 +25,17 @@ def bench(tmp_path: Path, *args: str) -> tuple[list[Result], str]:
 
 def test_scenario_4_measures_each_stage_at_a_tenth_and_at_all_rows(tmp_path: Path) -> None:
     results, out = bench(tmp_path, "--rows", "10000", "--scenario", "4")
-    stages = ["dataplump extract", "dataplump transform", "dataplump load"]
-    assert [r.tool for r in results] == stages * 2
-    assert [r.rows for r in results] == [1_000] * 3 + [10_000] * 3
+    stages = ["extract", "transform", "load"]
+    rows = [f"dataplump {stage}" for stage in stages]
+    frames = [f"dataplump-arrow {stage}" for stage in stages]
+    assert [r.tool for r in results] == rows * 2 + frames * 2
+    assert [r.rows for r in results] == ([1_000] * 3 + [10_000] * 3) * 2
     assert all(r.seconds > 0 and r.peak_rss_mb > 0 for r in results)
-    for small, full in zip(results[:3], results[3:], strict=True):
-        assert small.own_ratio == 1.0
-        assert full.own_ratio == pytest.approx(full.peak_rss_mb / small.peak_rss_mb)
+    for first in (0, 6):
+        small, full = results[first : first + 3], results[first + 3 : first + 6]
+        for one, all_rows in zip(small, full, strict=True):
+            assert one.own_ratio == 1.0
+            assert all_rows.own_ratio == pytest.approx(all_rows.peak_rss_mb / one.peak_rss_mb)
     assert "p99" not in out
 
 
