@@ -11,7 +11,8 @@ with the curated table in Delta ``append`` mode (a batch loaded twice shows as d
 - the whole tree (supervisor, every stage, the resource tracker) gets SIGKILL at seeded
   random moments, several times, then ``run --once`` must end with every source row
   exactly once across the curated table and ``_dlq`` (checked by primary key), and a
-  ledger with no gap and nothing in flight;
+  ledger with no gap and nothing in flight; once with one JSON record per row, once
+  with frames on both hops (``kafka.topic.framing: arrow``);
 - single stage processes of one running ``run`` get SIGKILL: the supervisor restarts
   each, and the counts end exact the same way.
 
@@ -33,10 +34,13 @@ from pathlib import Path
 
 import pytest
 
+from dataplump.config import load_config
+from dataplump.pipeline import topics
 from tests.support.extraction import OrdersDb
 from tests.support.killer import DeltaCommits, Killer, Pace
 from tests.support.loading import delta_commits
 from tests.support.running import Run, check_exact, wait_until, write_run_pipeline
+from tests.support.topics import headers_of, read_committed
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
 
@@ -110,11 +114,16 @@ def run_killer(config: Path, table: Path, seed: int, logs: Path) -> Killer[Run]:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("framing", ["row", "arrow"])
 def test_run_survives_kill_9_of_the_whole_tree(
-    tmp_path: Path, kafka_bootstrap: str, source: tuple[OrdersDb, Feeder], seed: int
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    source: tuple[OrdersDb, Feeder],
+    seed: int,
+    framing: str,
 ) -> None:
     db, feeder = source
-    config = write_run_pipeline(tmp_path, url=db.url, bootstrap=kafka_bootstrap)
+    config = write_run_pipeline(tmp_path, url=db.url, bootstrap=kafka_bootstrap, framing=framing)
     logs = tmp_path / "logs"
     killer = run_killer(config, tmp_path / "lake" / "orders", seed, logs)
     feeder.start()
@@ -134,6 +143,10 @@ def test_run_survives_kill_9_of_the_whole_tree(
     killer.events.append(f"final run --once: exit 0 after {final.seconds:.1f}s")
     ledger = check_exact(config, kafka_bootstrap, ids, killer.report())
     print(f"{killer.report()}; {len(ids)} source rows: {ledger.loaded} loaded, {ledger.in_dlq} dlq")
+    name = load_config(config).name
+    for topic in (topics.active(name, "orders"), topics.processed(name, "orders")):
+        framed = [headers_of(m).get("dp.framing") for m in read_committed(kafka_bootstrap, topic)]
+        assert set(framed) == {b"arrow" if framing == "arrow" else None}, topic
 
 
 def reported(run: Run, line: str, before: int) -> bool:

@@ -35,15 +35,21 @@ def write_run_pipeline(
     batch_size: int = 500,
     notify: Mapping[str, Any] | None = None,
     name: str | None = None,
+    framing: str = "row",
 ) -> Path:
     """A pipeline file in ``folder``: incremental ``tables`` of ``url`` into a Delta lake
     (``mode``: append shows a row loaded twice as a duplicate), polling the source every
-    second, Kafka sessions of 6 s so a killed consumer's partitions come back quickly."""
+    second, Kafka sessions of 6 s so a killed consumer's partitions come back quickly;
+    ``framing`` is ``kafka.topic.framing``."""
     folder.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
         "pipeline": {"name": name or f"run{uuid.uuid4().hex[:8]}"},
         "source": {"url": url},
-        "kafka": {"bootstrap_servers": bootstrap, "extra": {"session.timeout.ms": "6000"}},
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "topic": {"framing": framing},
+            "extra": {"session.timeout.ms": "6000"},
+        },
         "extract": {"poll_interval": "1s"},
         "sinks": {"lake": {"kind": "delta", "path": str(folder / "lake"), "mode": mode}},
         "tables": {
